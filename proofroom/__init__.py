@@ -1,0 +1,3 @@
+"""Proofroom: a real-time review room for generated images."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,148 @@
+"""The ``proofroom`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+from .shared.enums import Role
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+
+def _env(name: str, default: Any = None) -> Any:
+    return os.environ.get("PROOFROOM_" + name.upper(), default)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="proofroom", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the server on its embedded defaults")
+    serve.add_argument("--host", help="interface to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default 8000; 0 picks a free one)")
+    serve.add_argument("--data", type=Path, help="data directory (default ./proofroom-data)")
+    serve.add_argument("--engine", choices=["auto", "classical", "diffusion"])
+    serve.add_argument("--model", help="diffusers inpaint model: local path or cached id")
+    serve.add_argument("--log-level", default=_env("log_level", "info"))
+
+    def client_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--server", default=_env("url", DEFAULT_URL), help="server URL (PROOFROOM_URL)"
+        )
+        p.add_argument(
+            "--token", default=None, help="token (PROOFROOM_ADMIN_TOKEN, or the one in --data)"
+        )
+        p.add_argument("--data", type=Path, default=Path(_env("data", "proofroom-data")))
+
+    create = sub.add_parser("session", help="manage review sessions")
+    session_sub = create.add_subparsers(dest="action", required=True)
+    make = session_sub.add_parser("create", help="create a session from an image")
+    make.add_argument("image", type=Path)
+    make.add_argument("--title", default="")
+    client_args(make)
+    listing = session_sub.add_parser("list", help="list sessions")
+    client_args(listing)
+
+    invite = sub.add_parser("invite", help="create a named invite link for a session")
+    invite.add_argument("session")
+    invite.add_argument("--role", required=True, choices=[r.value for r in Role])
+    invite.add_argument("--name", required=True)
+    invite.add_argument("--expires-in", type=float, help="seconds until the link expires")
+    client_args(invite)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    if args.command == "serve":
+        serve(args)
+    else:
+        try:
+            asyncio.run(run_client_command(args))
+        except Exception as exc:  # print a clean message, not a traceback
+            from .client.api import ApiError
+
+            if isinstance(exc, ApiError | OSError):
+                print(f"proofroom: {exc}", file=sys.stderr)
+                sys.exit(1)
+            raise
+
+
+def serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from .server.app import create_app
+    from .server.services import Services
+    from .server.settings import Settings
+
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    settings = Settings.from_env(
+        host=args.host, port=args.port, data=args.data, engine=args.engine, model=args.model
+    )
+    sock = socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((settings.host, settings.port))
+    port = sock.getsockname()[1]
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+
+    def ready(services: Services) -> None:
+        print(
+            f"Proofroom is running at http://{host}:{port}/?token={services.admin_token}",
+            flush=True,
+        )
+        print(
+            f"Data: {Path(settings.data).resolve()}  (admin token: PROOFROOM_ADMIN_TOKEN)",
+            flush=True,
+        )
+
+    config = uvicorn.Config(
+        create_app(settings, on_ready=ready),
+        ws="websockets-sansio",
+        ws_max_size=settings.max_frame_bytes,
+        ws_per_message_deflate=False,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+    )
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+async def run_client_command(args: argparse.Namespace) -> None:
+    from .client.api import ApiClient
+
+    token = args.token or _env("admin_token") or _read_token(args.data)
+    async with ApiClient(args.server, token) as api:
+        if args.command == "session" and args.action == "create":
+            created = await api.create_session(
+                args.image.read_bytes(), title=args.title, filename=args.image.name
+            )
+            print(
+                f"Session {created['id']}: {created['title']} "
+                f"({created['width']}x{created['height']})"
+            )
+            for role, url in created["links"].items():
+                print(f"  {role:<10} {url}")
+        elif args.command == "session" and args.action == "list":
+            for s in await api.list_sessions():
+                print(
+                    f"{s['id']}  {s['title']}  {s['width']}x{s['height']}  "
+                    f"{s['participants']} online"
+                )
+        elif args.command == "invite":
+            made = await api.create_invite(args.session, args.role, args.name, args.expires_in)
+            print(json.dumps({"token": made["token"], "url": made["url"]}))
+
+
+def _read_token(data: Path) -> str | None:
+    path = data / "admin_token"
+    return path.read_text().strip() if path.exists() else None

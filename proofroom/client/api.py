@@ -1,0 +1,94 @@
+"""The HTTP API of a Proofroom server."""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+
+class ApiError(Exception):
+    """An error response: its HTTP status, code and message."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status, self.code, self.message = status, code, message
+
+
+class ApiClient:
+    """``async with ApiClient(url, token) as api`` — one method per endpoint."""
+
+    def __init__(self, base_url: str, token: str | None, *, timeout: float = 30.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.token = token
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.AsyncClient(base_url=self.base_url, headers=headers, timeout=timeout)
+
+    async def __aenter__(self) -> ApiClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._http.aclose()
+
+    async def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        response = await self._http.request(method, path, **kwargs)
+        if response.status_code >= 400:
+            try:
+                err = response.json()["error"]
+                raise ApiError(response.status_code, err["code"], err["message"])
+            except (ValueError, KeyError, TypeError):
+                raise ApiError(response.status_code, "http_error", response.text[:200]) from None
+        return response
+
+    async def json(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = await self.request(method, path, **kwargs)
+        return response.json() if response.content else None
+
+    async def create_session(
+        self, image: bytes, *, title: str = "", filename: str = "image.png"
+    ) -> dict[str, Any]:
+        return await self.json(  # type: ignore[no-any-return]
+            "POST", "/api/sessions", files={"image": (filename, image)}, data={"title": title}
+        )
+
+    async def list_sessions(self) -> list[dict[str, Any]]:
+        return (await self.json("GET", "/api/sessions"))["sessions"]  # type: ignore[no-any-return]
+
+    async def get_session(self, session_id: str) -> dict[str, Any]:
+        return await self.json("GET", f"/api/sessions/{session_id}")  # type: ignore[no-any-return]
+
+    async def create_invite(
+        self, session_id: str, role: str, name: str, expires_in: float | None = None
+    ) -> dict[str, Any]:
+        body = {"role": role, "name": name, "expires_in": expires_in}
+        return await self.json(  # type: ignore[no-any-return]
+            "POST", f"/api/sessions/{session_id}/invites", json=body
+        )
+
+    async def list_invites(self, session_id: str) -> list[dict[str, Any]]:
+        body = await self.json("GET", f"/api/sessions/{session_id}/invites")
+        return body["invites"]  # type: ignore[no-any-return]
+
+    async def revoke_invite(self, session_id: str, invite_id: str) -> None:
+        await self.request("DELETE", f"/api/sessions/{session_id}/invites/{invite_id}")
+
+    async def whoami(self) -> dict[str, Any]:
+        return await self.json("GET", "/api/whoami")  # type: ignore[no-any-return]
+
+    async def blob(self, blob_id: str) -> bytes:
+        return (await self.request("GET", f"/blobs/{blob_id}")).content
+
+
+def token_from_url(url: str) -> str:
+    """The token of a share link."""
+    query = httpx.URL(url).params
+    token = query.get("token")
+    if not token:
+        raise ValueError("the link has no token")
+    return token

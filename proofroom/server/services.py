@@ -1,0 +1,103 @@
+"""The server's long-lived services, started and stopped together."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from .auth import Authenticator
+from .metrics import Metrics
+from .review.sessions import Sessions
+from .rooms import RoomManager
+from .rooms.connection import ConnectionLimits
+from .settings import Settings
+from .store import BlobStore, Database
+from .store.doclog import DocLog
+from .store.records import Records
+
+logger = logging.getLogger(__name__)
+
+ADMIN_TOKEN_FILE = "admin_token"
+
+
+@dataclass
+class Services:
+    settings: Settings
+    admin_token: str
+    db: Database
+    blobs: BlobStore
+    records: Records
+    doclog: DocLog
+    rooms: RoomManager
+    auth: Authenticator
+    sessions: Sessions
+    metrics: Metrics
+    limits: ConnectionLimits
+
+
+def ensure_admin_token(settings: Settings) -> str:
+    """The configured admin token, or the one kept in the data dir (made on first start)."""
+    if settings.admin_token:
+        return settings.admin_token
+    path = Path(settings.data) / ADMIN_TOKEN_FILE
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    token = "pr_admin_" + secrets.token_urlsafe(24)
+    path.touch(mode=0o600)
+    path.write_text(token + "\n")
+    return token
+
+
+@contextlib.asynccontextmanager
+async def open_services(settings: Settings) -> AsyncIterator[Services]:
+    """Start every service under the data dir; stop them in reverse order."""
+    data = Path(settings.data)
+    admin_token = ensure_admin_token(settings)  # creates the data dir; once, at start
+    metrics = Metrics()
+    async with Database(data / "proofroom.sqlite3", synchronous=settings.sqlite_synchronous) as db:
+        doclog = DocLog(db)
+        records = Records(db)
+        blobs = BlobStore(data / "blobs")
+        async with RoomManager(
+            doclog,
+            metrics,
+            max_doc_bytes=settings.max_doc_bytes,
+            compact_after_updates=settings.compact_after_updates,
+            idle_seconds=settings.room_idle_seconds,
+        ) as rooms:
+            metrics.gauge("proofroom_rooms", "Rooms loaded in memory.", lambda: len(rooms.rooms))
+            metrics.gauge(
+                "proofroom_connections",
+                "Open websocket connections.",
+                lambda: rooms.connection_count,
+            )
+            metrics.gauge("proofroom_db_commits", "SQLite commits so far.", lambda: db.commits)
+            yield Services(
+                settings=settings,
+                admin_token=admin_token,
+                db=db,
+                blobs=blobs,
+                records=records,
+                doclog=doclog,
+                rooms=rooms,
+                auth=Authenticator(records, admin_token),
+                sessions=Sessions(
+                    records,
+                    blobs,
+                    max_pixels=settings.max_image_pixels,
+                    max_title_chars=settings.max_title_chars,
+                ),
+                metrics=metrics,
+                limits=ConnectionLimits(
+                    updates_per_second=settings.updates_per_second,
+                    updates_burst=settings.updates_burst,
+                    awareness_per_second=settings.awareness_per_second,
+                    awareness_burst=settings.awareness_burst,
+                    max_send_queue_bytes=settings.max_send_queue_bytes,
+                ),
+            )

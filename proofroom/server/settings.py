@@ -1,0 +1,84 @@
+"""Server settings: one frozen dataclass, built once from flags and ``PROOFROOM_*`` variables."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "PROOFROOM_"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob of the server; each field mirrors ``PROOFROOM_<NAME>`` in the environment."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    #: Where the SQLite file and the blobs live.
+    data: Path = Path("proofroom-data")
+    #: Inpaint engine: auto, classical or diffusion.
+    engine: str = "auto"
+    #: A diffusers inpaint model: local path or a Hugging Face id already in the cache.
+    model: str | None = None
+    #: Workspace admin token; generated (and kept in the data dir) when not given.
+    admin_token: str | None = None
+    #: Public base URL used in share links; defaults to the URL a request came in on.
+    public_url: str | None = None
+    #: SQLite synchronous mode: NORMAL survives a killed process, FULL also a power cut.
+    sqlite_synchronous: str = "NORMAL"
+
+    # Image intake.
+    max_upload_bytes: int = 64 * 1024 * 1024
+    max_image_pixels: int = 50_000_000
+    max_title_chars: int = 200
+
+    # Websocket limits.
+    max_frame_bytes: int = 4 * 1024 * 1024
+    #: Sustained document updates per second per connection, and the burst allowed above it.
+    updates_per_second: float = 50.0
+    updates_burst: int = 400
+    awareness_per_second: float = 120.0
+    awareness_burst: int = 600
+    max_doc_bytes: int = 32 * 1024 * 1024
+    max_connections_per_session: int = 500
+    #: Bytes queued to one slow connection before it is dropped.
+    max_send_queue_bytes: int = 16 * 1024 * 1024
+
+    # Rooms.
+    room_idle_seconds: float = 30.0
+    #: Compact a room's log once this many updates follow its snapshot.
+    compact_after_updates: int = 500
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Defaults, then ``PROOFROOM_*`` variables, then explicit (non-None) overrides."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = environ.get(ENV_PREFIX + f.name.upper())
+            if raw is not None and raw != "":
+                values[f.name] = _parse(f, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with some fields changed."""
+        return dataclasses.replace(self, **changes)
+
+
+def _parse(f: dataclasses.Field[Any], raw: str) -> Any:
+    kind = str(f.type)
+    if "Path" in kind:
+        return Path(raw)
+    if kind.startswith("int"):
+        return int(raw)
+    if kind.startswith("float"):
+        return float(raw)
+    return raw
+
+
+__all__ = ["ENV_PREFIX", "Settings"]

@@ -1,0 +1,56 @@
+"""The durable document log of each session: a snapshot plus the updates since."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+
+from .db import Database
+
+
+class DocLog:
+    """Append-only CRDT updates per session, compacted into a snapshot now and then."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def load(self, session_id: str) -> tuple[bytes | None, list[bytes]]:
+        """The snapshot (if any) and the updates appended after it, oldest first."""
+        snap = await self.db.fetchone(
+            "SELECT data FROM doc_snapshots WHERE session_id = ?", (session_id,)
+        )
+        rows = await self.db.fetchall(
+            "SELECT data FROM doc_updates WHERE session_id = ? ORDER BY id", (session_id,)
+        )
+        return (bytes(snap["data"]) if snap else None), [bytes(r["data"]) for r in rows]
+
+    async def append(self, session_id: str, updates: Sequence[bytes]) -> None:
+        """Append updates; returns once they are committed."""
+        now = time.time()
+        await self.db.write(
+            *[
+                (
+                    "INSERT INTO doc_updates (session_id, data, created_at) VALUES (?,?,?)",
+                    (session_id, update, now),
+                )
+                for update in updates
+            ]
+        )
+
+    def compact(self, session_id: str, snapshot: bytes) -> asyncio.Future[int]:
+        """Replace the snapshot and drop every update appended before this call.
+
+        It is queued at once, so the single write path runs it after the appends queued
+        before it and before any later one; the caller guarantees ``snapshot`` contains
+        every update it appended before. Await the result to know it committed.
+        """
+        return self.db.submit(
+            (
+                "INSERT INTO doc_snapshots (session_id, data, updated_at) VALUES (?,?,?)"
+                " ON CONFLICT(session_id) DO UPDATE SET data = excluded.data,"
+                " updated_at = excluded.updated_at",
+                (session_id, snapshot, time.time()),
+            ),
+            ("DELETE FROM doc_updates WHERE session_id = ?", (session_id,)),
+        )

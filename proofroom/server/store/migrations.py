@@ -1,0 +1,55 @@
+"""Numbered schema migrations; each runs once, in order, inside one transaction."""
+
+from __future__ import annotations
+
+from typing import Final
+
+MIGRATIONS: Final[tuple[str, ...]] = (
+    # 1: sessions, invites, the document update log and snapshots, audit events.
+    """
+    CREATE TABLE sessions (
+        id TEXT PRIMARY KEY,
+        title TEXT NOT NULL,
+        width INTEGER NOT NULL,
+        height INTEGER NOT NULL,
+        base_blob TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        created_by TEXT NOT NULL,
+        required_approvals INTEGER NOT NULL DEFAULT 1
+    );
+    CREATE TABLE invites (
+        id TEXT PRIMARY KEY,
+        session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+        role TEXT NOT NULL,
+        name TEXT NOT NULL,
+        token_hash TEXT NOT NULL UNIQUE,
+        created_at REAL NOT NULL,
+        created_by TEXT NOT NULL,
+        expires_at REAL,
+        revoked_at REAL
+    );
+    CREATE INDEX invites_session ON invites(session_id);
+    CREATE TABLE doc_updates (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+        data BLOB NOT NULL,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX doc_updates_session ON doc_updates(session_id, id);
+    CREATE TABLE doc_snapshots (
+        session_id TEXT PRIMARY KEY REFERENCES sessions(id) ON DELETE CASCADE,
+        data BLOB NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        session_id TEXT,
+        at REAL NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT,
+        detail TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX audit_session ON audit(session_id, at);
+    """,
+)

@@ -1,0 +1,1 @@
+"""HTTP and websocket endpoints; the only layer that turns errors into responses."""

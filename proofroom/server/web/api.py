@@ -1,0 +1,180 @@
+"""JSON endpoints for sessions, invites and identity."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from ...shared.errors import BadRequest, Forbidden, PayloadTooLarge, ProofroomError
+from ...shared.permissions import Action
+from ...shared.protocol import CloseCode
+from ..identity import Identity
+from ..store.records import SessionRecord
+from .common import base_url, identity, json_body, services
+
+
+def review_url(request: Request, session_id: str, token: str) -> str:
+    return f"{base_url(request)}/s/{session_id}?token={token}"
+
+
+def session_json(request: Request, session: SessionRecord) -> dict[str, Any]:
+    room = services(request).rooms.rooms.get(session.id)
+    return {
+        "id": session.id,
+        "title": session.title,
+        "width": session.width,
+        "height": session.height,
+        "base": session.base_blob,
+        "created_at": session.created_at,
+        "created_by": session.created_by,
+        "required_approvals": session.required_approvals,
+        "participants": len(room.peers) if room else 0,
+    }
+
+
+async def create_session(request: Request) -> Response:
+    actor = await identity(request)
+    if not actor.is_admin:
+        raise Forbidden("only the workspace admin token creates sessions")
+    svc = services(request)
+    limit = svc.settings.max_upload_bytes
+    declared = request.headers.get("content-length")
+    if declared is None or not declared.isdigit():
+        raise _LengthRequired()
+    if int(declared) > limit + 64 * 1024:
+        raise PayloadTooLarge(f"uploads are limited to {limit} bytes")
+    content_type = request.headers.get("content-type", "")
+    if not content_type.startswith("multipart/form-data"):
+        raise BadRequest("send the image as multipart/form-data field 'image'")
+    async with request.form(max_files=1, max_fields=8, max_part_size=64 * 1024) as form:
+        upload = form.get("image")
+        title = form.get("title") or ""
+        if not isinstance(upload, UploadFile):
+            raise BadRequest("the multipart field 'image' (a file) is required")
+        if not isinstance(title, str):
+            raise BadRequest("the title must be text")
+        data = await upload.read(limit + 1)
+        if len(data) > limit:
+            raise PayloadTooLarge(f"uploads are limited to {limit} bytes")
+    session, links = await svc.sessions.create(data, title, actor)
+    body = session_json(request, session)
+    body["links"] = {
+        role.value: review_url(request, session.id, made.token) for role, made in links.items()
+    }
+    return JSONResponse(body, status_code=201)
+
+
+class _LengthRequired(ProofroomError):
+    status, code = 411, "length_required"
+
+    def __init__(self) -> None:
+        super().__init__("a Content-Length header is required for uploads")
+
+
+async def list_sessions(request: Request) -> Response:
+    actor = await identity(request)
+    svc = services(request)
+    if actor.is_admin:
+        sessions = await svc.records.list_sessions()
+    else:
+        assert actor.session_id is not None
+        sessions = [await svc.sessions.require(actor.session_id)]
+    return JSONResponse({"sessions": [session_json(request, s) for s in sessions]})
+
+
+async def get_session(request: Request) -> Response:
+    session_id = request.path_params["session_id"]
+    (await identity(request)).require(session_id, Action.VIEW)
+    session = await services(request).sessions.require(session_id)
+    return JSONResponse(session_json(request, session))
+
+
+async def create_invite(request: Request) -> Response:
+    session_id = request.path_params["session_id"]
+    actor = (await identity(request)).require(session_id, Action.ADMINISTER)
+    body = await json_body(request)
+    made = await services(request).sessions.invite(
+        session_id, body.get("role", ""), body.get("name", ""), body.get("expires_in"), actor
+    )
+    return JSONResponse(
+        {
+            **made.invite.public(),
+            "token": made.token,
+            "url": review_url(request, session_id, made.token),
+        },
+        status_code=201,
+    )
+
+
+async def list_invites(request: Request) -> Response:
+    session_id = request.path_params["session_id"]
+    (await identity(request)).require(session_id, Action.ADMINISTER)
+    svc = services(request)
+    await svc.sessions.require(session_id)
+    invites = await svc.records.list_invites(session_id)
+    return JSONResponse({"invites": [i.public() for i in invites]})
+
+
+async def revoke_invite(request: Request) -> Response:
+    session_id = request.path_params["session_id"]
+    actor = (await identity(request)).require(session_id, Action.ADMINISTER)
+    svc = services(request)
+    invite = await svc.sessions.revoke(session_id, request.path_params["invite_id"], actor)
+    room = svc.rooms.rooms.get(session_id)
+    if room is not None:
+        for peer in list(room.peers):
+            if peer.identity.invite_id == invite.id:
+                peer.close_soon(CloseCode.FORBIDDEN, "this invite was revoked")
+    return Response(status_code=204)
+
+
+async def whoami(request: Request) -> Response:
+    actor: Identity = await identity(request)
+    return JSONResponse(
+        {
+            "user_id": actor.user_id,
+            "name": actor.name,
+            "role": actor.role.value,
+            "session": actor.session_id,
+            "admin": actor.is_admin,
+        }
+    )
+
+
+async def get_blob(request: Request) -> Response:
+    await identity(request)
+    svc = services(request)
+    blob_id = request.path_params["blob_id"]
+    data = await svc.blobs.get(blob_id)
+    etag = f'"{blob_id}"'
+    headers = {"Cache-Control": "private, max-age=31536000, immutable", "ETag": etag}
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers=headers)
+    media = "image/png" if data[:8] == b"\x89PNG\r\n\x1a\n" else "application/octet-stream"
+    return Response(data, media_type=media, headers=headers)
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def metrics(request: Request) -> Response:
+    return Response(services(request).metrics.render(), media_type="text/plain; version=0.0.4")
+
+
+routes = [
+    Route("/healthz", healthz),
+    Route("/metrics", metrics),
+    Route("/api/whoami", whoami),
+    Route("/api/sessions", create_session, methods=["POST"]),
+    Route("/api/sessions", list_sessions, methods=["GET"]),
+    Route("/api/sessions/{session_id}", get_session),
+    Route("/api/sessions/{session_id}/invites", create_invite, methods=["POST"]),
+    Route("/api/sessions/{session_id}/invites", list_invites, methods=["GET"]),
+    Route("/api/sessions/{session_id}/invites/{invite_id}", revoke_invite, methods=["DELETE"]),
+    Route("/blobs/{blob_id}", get_blob),
+]

@@ -1,0 +1,112 @@
+"""Enumerations of the contract and the state machines over them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import Final, TypeVar
+
+
+class Role(StrEnum):
+    """A participant's role in one session, from their invite token."""
+
+    #: Sees the canvas and presence; writes nothing.
+    VIEWER = "viewer"
+    #: Adds pins and replies; edits and resolves their own.
+    COMMENTER = "commenter"
+    #: Commenter rights, plus fixes, version uploads and cancelling jobs.
+    EDITOR = "editor"
+    #: Commenter rights, plus decisions on layers.
+    APPROVER = "approver"
+    #: Everything, including invites, locks and export.
+    OWNER = "owner"
+
+
+class PinStatus(StrEnum):
+    """Where a pin's discussion stands."""
+
+    #: Still needs attention.
+    OPEN = "open"
+    #: Done with (by its author, or by approving its fix).
+    RESOLVED = "resolved"
+
+
+class JobStatus(StrEnum):
+    """Lifecycle of one inpaint job."""
+
+    #: Waiting in the queue.
+    QUEUED = "queued"
+    #: Claimed by a worker.
+    RUNNING = "running"
+    #: Finished with a layer.
+    DONE = "done"
+    #: Finished with an error, no layer.
+    FAILED = "failed"
+    #: Cancelled by an editor, no layer.
+    CANCELLED = "cancelled"
+
+
+class Decision(StrEnum):
+    """An approver's decision on a layer."""
+
+    #: The version is accepted.
+    APPROVE = "approve"
+    #: The version needs another round.
+    REQUEST_CHANGES = "request_changes"
+    #: The version is refused.
+    REJECT = "reject"
+
+
+class LayerState(StrEnum):
+    """A layer's state, derived from the decisions recorded on it."""
+
+    #: No decision yet, or not enough approvals.
+    PENDING = "pending"
+    #: Enough approvals and no less favourable decision.
+    APPROVED = "approved"
+    #: Someone asked for changes.
+    CHANGES_REQUESTED = "changes_requested"
+    #: Someone rejected it.
+    REJECTED = "rejected"
+
+
+class LayerSource(StrEnum):
+    """Where a layer came from."""
+
+    #: Made by an inpaint job.
+    INPAINT = "inpaint"
+    #: Uploaded by an editor.
+    UPLOAD = "upload"
+
+
+#: Allowed status changes; anything else is refused.
+PIN_TRANSITIONS: Final[dict[PinStatus, frozenset[PinStatus]]] = {
+    PinStatus.OPEN: frozenset({PinStatus.RESOLVED}),
+    PinStatus.RESOLVED: frozenset({PinStatus.OPEN}),
+}
+
+JOB_TRANSITIONS: Final[dict[JobStatus, frozenset[JobStatus]]] = {
+    JobStatus.QUEUED: frozenset({JobStatus.RUNNING, JobStatus.CANCELLED, JobStatus.FAILED}),
+    # RUNNING -> QUEUED: a crashed worker's lease expired and the job is retried.
+    JobStatus.RUNNING: frozenset(
+        {JobStatus.DONE, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.QUEUED}
+    ),
+    JobStatus.DONE: frozenset(),
+    JobStatus.FAILED: frozenset(),
+    JobStatus.CANCELLED: frozenset(),
+}
+
+#: Least favourable first: a layer's state is the least favourable decision on it.
+DECISION_ORDER: Final[tuple[Decision, ...]] = (
+    Decision.REJECT,
+    Decision.REQUEST_CHANGES,
+    Decision.APPROVE,
+)
+
+
+S = TypeVar("S", bound=StrEnum)
+
+
+def can_transition(table: Mapping[S, frozenset[S]], old: S, new: S) -> bool:
+    """Whether a state machine ``table`` allows ``old -> new`` (a no-op change is allowed)."""
+    return old == new or new in table.get(old, frozenset())

@@ -1,0 +1,117 @@
+"""Root and field names of a session's CRDT document (DESIGN.md section 3)."""
+
+from __future__ import annotations
+
+from typing import Final
+
+# Roots.
+META: Final = "meta"
+PINS: Final = "pins"
+LAYERS: Final = "layers"
+JOBS: Final = "jobs"
+
+#: Roots only the server may write.
+SERVER_ROOTS: Final = frozenset({META, LAYERS, JOBS})
+#: Roots clients may write, under the write guard.
+CLIENT_ROOTS: Final = frozenset({PINS})
+ROOTS: Final = SERVER_ROOTS | CLIENT_ROOTS
+
+
+class Meta:
+    """Fields of the ``meta`` map."""
+
+    TITLE: Final = "title"
+    WIDTH: Final = "width"
+    HEIGHT: Final = "height"
+    BASE: Final = "base"
+    CREATED_AT: Final = "created_at"
+    LOCKS: Final = "locks"
+
+
+class Pin:
+    """Fields of one pin map in ``pins``."""
+
+    X: Final = "x"
+    Y: Final = "y"
+    AUTHOR: Final = "author"
+    TEXT: Final = "text"
+    STATUS: Final = "status"
+    CREATED_AT: Final = "created_at"
+    UPDATED_AT: Final = "updated_at"
+    THREAD: Final = "thread"
+    REGION: Final = "region"
+    MASK: Final = "mask"
+    #: Server-written links to the jobs and layers made from this pin.
+    JOBS: Final = "jobs"
+    LAYERS: Final = "layers"
+
+    #: Fields the pin's author may change after creating it.
+    AUTHOR_EDITABLE: Final = frozenset({X, Y, TEXT, STATUS, UPDATED_AT, REGION, MASK})
+    #: Fields only the server writes.
+    SERVER_ONLY: Final = frozenset({JOBS, LAYERS})
+    #: Fields a new pin must carry.
+    REQUIRED: Final = frozenset({X, Y, AUTHOR, TEXT, STATUS, CREATED_AT, THREAD})
+    #: Fields a client may set when creating a pin.
+    CREATABLE: Final = REQUIRED | {UPDATED_AT, REGION, MASK}
+
+
+class Comment:
+    """Fields of one comment map in a pin's ``thread``."""
+
+    ID: Final = "id"
+    AUTHOR: Final = "author"
+    TEXT: Final = "text"
+    AT: Final = "at"
+    EDITED_AT: Final = "edited_at"
+    #: A comment is never removed from the thread; its author may blank it.
+    DELETED: Final = "deleted"
+
+    AUTHOR_EDITABLE: Final = frozenset({TEXT, EDITED_AT, DELETED})
+    REQUIRED: Final = frozenset({ID, AUTHOR, TEXT, AT})
+    CREATABLE: Final = REQUIRED | {EDITED_AT}
+
+
+class Layer:
+    """Fields of one layer map in ``layers``."""
+
+    ID: Final = "id"
+    PIN_ID: Final = "pin_id"
+    PATCH: Final = "patch"
+    BOX: Final = "box"
+    PARENT: Final = "parent"
+    SOURCE: Final = "source"
+    PARAMS: Final = "params"
+    AUTHOR: Final = "author"
+    CREATED_AT: Final = "created_at"
+    STATE: Final = "state"
+    DECISIONS: Final = "decisions"
+
+
+class Job:
+    """Fields of one job map in ``jobs``."""
+
+    PIN_ID: Final = "pin_id"
+    STATUS: Final = "status"
+    STEP: Final = "step"
+    TOTAL: Final = "total"
+    PREVIEW: Final = "preview"
+    POSITION: Final = "position"
+    ERROR: Final = "error"
+    LAYER: Final = "layer"
+    CREATED_AT: Final = "created_at"
+    STARTED_AT: Final = "started_at"
+    FINISHED_AT: Final = "finished_at"
+
+
+class Awareness:
+    """Fields of a participant's awareness state (not persisted)."""
+
+    USER: Final = "user"
+    CURSOR: Final = "cursor"
+    VIEWPORT: Final = "viewport"
+    FOLLOW: Final = "follow"
+
+
+#: Limits on what clients write into pins (also enforced by the guard).
+MAX_TEXT_CHARS: Final = 10_000
+MAX_ID_CHARS: Final = 128
