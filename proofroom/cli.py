@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> None:
 def serve(args: argparse.Namespace) -> None:
     import uvicorn
 
-    from .server.app import create_app
+    from .server.app import create_app, uvicorn_config
     from .server.services import Services
     from .server.settings import Settings
 
@@ -105,15 +105,7 @@ def serve(args: argparse.Namespace) -> None:
             flush=True,
         )
 
-    config = uvicorn.Config(
-        create_app(settings, on_ready=ready),
-        ws="websockets-sansio",
-        ws_max_size=settings.max_frame_bytes,
-        ws_per_message_deflate=False,
-        log_level="warning",
-        access_log=False,
-        lifespan="on",
-    )
+    config = uvicorn_config(create_app(settings, on_ready=ready), settings)
     uvicorn.Server(config).run(sockets=[sock])
 
 

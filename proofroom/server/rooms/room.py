@@ -179,6 +179,7 @@ class Room:
                     results.append((item, None, exc))
                 update = self._take_captured()
                 if update is not None:
+                    self._doc_bytes += len(update)
                     log.append(update)
                     outgoing.append((None, codec.sync_update(update), None, item.received))
             else:
@@ -193,7 +194,6 @@ class Room:
                 self._fail_tick(items, exc)
                 return
             self._tail_updates += len(log)
-            self._doc_bytes += sum(len(u) for u in log)
             self._metrics.updates.inc(len(log))
         self._send(outgoing, direct)
         for write, value, error in results:
@@ -212,9 +212,9 @@ class Room:
         log: list[bytes],
     ) -> None:
         conn, msg = item.conn, item.message
-        if conn not in self.peers:
-            return  # it left while its message waited
         if msg.step is SyncStep.STEP1:
+            if conn not in self.peers:
+                return  # it left while its message waited
             direct.append((conn, codec.sync_step2(self.doc.get_update(msg.payload))))
             return
         if msg.payload == _EMPTY_UPDATE:
@@ -237,6 +237,7 @@ class Room:
         self._guard.settle(revert=bool(reasons))
         if not reasons:
             if accepted is not None:
+                self._doc_bytes += len(accepted)
                 log.append(accepted)
                 outgoing.append((conn, codec.sync_update(accepted), None, item.received))
             return
@@ -244,6 +245,7 @@ class Room:
         # update and its revert in one message, so they never see the forbidden state.
         reverted_update = self._take_captured()
         both = [u for u in (accepted, reverted_update) if u is not None]
+        self._doc_bytes += sum(len(u) for u in both)
         log.extend(both)
         for_others = codec.sync_update(merge_updates(*both)) if both else None
         for_origin = codec.sync_update(reverted_update) if reverted_update else None
