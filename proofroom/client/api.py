@@ -87,8 +87,7 @@ class ApiClient:
 
 def token_from_url(url: str) -> str:
     """The token of a share link."""
-    query = httpx.URL(url).params
-    token = query.get("token")
-    if not token:
+    token = httpx.URL(url).params.get("token")
+    if not isinstance(token, str) or not token:
         raise ValueError("the link has no token")
     return token

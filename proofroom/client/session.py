@@ -42,7 +42,7 @@ class SessionClient:
             )
         )
         self.session_id = session_id
-        self.doc = Doc()
+        self.doc: Doc[Any] = Doc()
         self.meta = self.doc.get(schema.META, type=Map)
         self.pins = self.doc.get(schema.PINS, type=Map)
         self.layers = self.doc.get(schema.LAYERS, type=Array)
@@ -242,7 +242,7 @@ class SessionClient:
 
     def reply(self, pin_id: str, comment_id: str, *, text: str, author: str) -> None:
         """Append a comment to a pin's thread."""
-        thread: Array = self.pins[pin_id][schema.Pin.THREAD]
+        thread: Array[Any] = self.pins[pin_id][schema.Pin.THREAD]
         thread.append(
             Map(
                 {
