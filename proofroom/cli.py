@@ -7,7 +7,6 @@ import asyncio
 import json
 import logging
 import os
-import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -79,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
 def serve(args: argparse.Namespace) -> None:
     import uvicorn
 
-    from .server.app import create_app, uvicorn_config
+    from .server.app import bind_socket, create_app, uvicorn_config
     from .server.services import Services
     from .server.settings import Settings
 
@@ -89,9 +88,7 @@ def serve(args: argparse.Namespace) -> None:
     settings = Settings.from_env(
         host=args.host, port=args.port, data=args.data, engine=args.engine, model=args.model
     )
-    sock = socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((settings.host, settings.port))
+    sock = bind_socket(settings.host, settings.port)
     port = sock.getsockname()[1]
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
 

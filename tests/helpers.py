@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +15,7 @@ from PIL import Image
 
 from proofroom.client import ApiClient, SessionClient
 from proofroom.client.api import token_from_url
-from proofroom.server.app import create_app, uvicorn_config
+from proofroom.server.app import bind_socket, create_app, uvicorn_config
 from proofroom.server.services import Services
 from proofroom.server.settings import Settings
 
@@ -69,13 +68,6 @@ class ReviewSession:
     users: dict[str, str] = field(default_factory=dict)
 
 
-def free_socket() -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    return sock
-
-
 @contextlib.asynccontextmanager
 async def run_server(data: Path, **overrides: Any) -> AsyncIterator[RunningServer]:
     """Start the real app under uvicorn on a free port; stop it (gracefully) on exit."""
@@ -83,7 +75,7 @@ async def run_server(data: Path, **overrides: Any) -> AsyncIterator[RunningServe
     ready: asyncio.Future[Services] = asyncio.get_running_loop().create_future()
     app = create_app(settings, on_ready=ready.set_result)
     server = uvicorn.Server(uvicorn_config(app, settings))
-    sock = free_socket()
+    sock = bind_socket("127.0.0.1", 0)
     port = sock.getsockname()[1]
     task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))
     try:

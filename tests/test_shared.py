@@ -83,5 +83,5 @@ def test_codec_round_trips(number: int, payload: bytes) -> None:
     assert reader.var_uint() == number
     assert reader.var_bytes() == payload
     assert reader.done()
-    kind, message = codec.parse_frame(codec.sync_update(payload))
+    _kind, message = codec.parse_frame(codec.sync_update(payload))
     assert message.payload == payload

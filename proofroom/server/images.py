@@ -39,7 +39,11 @@ def normalize_image(data: bytes, *, max_pixels: int) -> NormalizedImage:
     except UnidentifiedImageError:
         raise UnsupportedMediaType("not a PNG, JPEG or WebP image") from None
     except Image.DecompressionBombError:
-        raise PayloadTooLarge(f"the image has more than {max_pixels} pixels") from None
+        # Pillow's own ceiling (about 179 million pixels) fired before ours could.
+        raise PayloadTooLarge("the image claims more pixels than this server accepts") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        # A recognised format whose header is cut short or corrupt.
+        raise InvalidImage(f"the image header could not be read: {exc}") from None
     with img:
         width, height = img.size
         if width <= 0 or height <= 0:

@@ -88,7 +88,9 @@ class Sessions:
                 or isinstance(expires_in, bool)
                 or not 0 < expires_in <= MAX_EXPIRES_IN
             ):
-                raise BadRequest(f"expires_in must be 1 to {MAX_EXPIRES_IN} seconds")
+                raise BadRequest(
+                    f"expires_in must be more than 0 and at most {MAX_EXPIRES_IN} seconds"
+                )
             expires_at = time.time() + float(expires_in)
         made = self._make_invite(session_id, parsed_role, name.strip(), expires_at, actor)
         await self._records.add_invite(made.invite)

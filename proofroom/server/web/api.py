@@ -166,15 +166,26 @@ async def metrics(request: Request) -> Response:
     return Response(services(request).metrics.render(), media_type="text/plain; version=0.0.4")
 
 
+async def sessions_collection(request: Request) -> Response:
+    if request.method == "POST":
+        return await create_session(request)
+    return await list_sessions(request)
+
+
+async def invites_collection(request: Request) -> Response:
+    if request.method == "POST":
+        return await create_invite(request)
+    return await list_invites(request)
+
+
 routes = [
     Route("/healthz", healthz),
     Route("/metrics", metrics),
     Route("/api/whoami", whoami),
-    Route("/api/sessions", create_session, methods=["POST"]),
-    Route("/api/sessions", list_sessions, methods=["GET"]),
+    # One route per path, so that a 405 lists every allowed method.
+    Route("/api/sessions", sessions_collection, methods=["GET", "POST"]),
     Route("/api/sessions/{session_id}", get_session),
-    Route("/api/sessions/{session_id}/invites", create_invite, methods=["POST"]),
-    Route("/api/sessions/{session_id}/invites", list_invites, methods=["GET"]),
+    Route("/api/sessions/{session_id}/invites", invites_collection, methods=["GET", "POST"]),
     Route("/api/sessions/{session_id}/invites/{invite_id}", revoke_invite, methods=["DELETE"]),
     Route("/blobs/{blob_id}", get_blob),
 ]
