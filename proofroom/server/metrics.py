@@ -3,21 +3,45 @@
 from __future__ import annotations
 
 import bisect
+import time
 from collections.abc import Callable
 
 
 class Counter:
     def __init__(self, name: str, help_text: str) -> None:
         self.name, self.help, self.value = name, help_text, 0.0
+        self.rate = WindowRate()
 
     def inc(self, amount: float = 1.0) -> None:
         self.value += amount
+        self.rate.add(amount)
 
     def render(self) -> str:
         return (
             f"# HELP {self.name} {self.help}\n# TYPE {self.name} counter\n"
             f"{self.name} {self.value:g}\n"
         )
+
+
+class WindowRate:
+    """Events per second over the last ``window`` whole seconds (for a gauge)."""
+
+    def __init__(self, window: int = 10) -> None:
+        self.window = window
+        self._buckets: dict[int, float] = {}
+
+    def add(self, amount: float) -> None:
+        now = int(time.monotonic())
+        self._buckets[now] = self._buckets.get(now, 0.0) + amount
+        if len(self._buckets) > 2 * self.window:
+            for second in [k for k in self._buckets if k <= now - self.window]:
+                del self._buckets[second]
+
+    def per_second(self) -> float:
+        now = int(time.monotonic())
+        # Whole seconds only: the current one is still filling.
+        total = sum(v for k, v in self._buckets.items() if now - self.window <= k < now)
+        return total / self.window
 
 
 class Gauge:
@@ -77,7 +101,13 @@ class Metrics:
             "From receiving a change to queueing it for every participant (commit included).",
             (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
         )
-        self.gauges: list[Gauge] = []
+        self.gauges: list[Gauge] = [
+            Gauge(
+                "proofroom_doc_updates_per_second",
+                "Document updates committed per second, over the last 10 s.",
+                self.updates.rate.per_second,
+            )
+        ]
 
     def gauge(self, name: str, help_text: str, read: Callable[[], float]) -> None:
         self.gauges.append(Gauge(name, help_text, read))
