@@ -67,8 +67,13 @@ def main(argv: list[str] | None = None) -> None:
         try:
             asyncio.run(run_client_command(args))
         except Exception as exc:  # print a clean message, not a traceback
+            import httpx
+
             from .client.api import ApiError
 
+            if isinstance(exc, httpx.TransportError):
+                print(f"proofroom: cannot reach {args.server}: {exc}", file=sys.stderr)
+                sys.exit(1)
             if isinstance(exc, ApiError | OSError):
                 print(f"proofroom: {exc}", file=sys.stderr)
                 sys.exit(1)

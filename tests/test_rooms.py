@@ -374,3 +374,20 @@ async def test_unknown_roots_are_refused(server: RunningServer, session: ReviewS
         await a.send_raw(codec.sync_update(stranger.get_update()))
         await a.wait_for(lambda: a.denied)
         assert "unknown document roots" in a.denied[0]
+
+
+async def test_a_reconnecting_viewer_is_not_told_off(
+    server: RunningServer, session: ReviewSession
+) -> None:
+    async with (
+        server.client(session.id, session.tokens["commenter"]) as writer,
+        server.client(session.id, session.tokens["viewer"]) as viewer,
+    ):
+        writer.add_pin("p", x=1, y=1, text="one", author=session.users["commenter"])
+        writer.pins["p"]["text"] = "two"  # overwrites leave deletions in the document
+        await viewer.wait_for(lambda: "p" in viewer.pins and viewer.pins["p"]["text"] == "two")
+        await viewer.disconnect()
+        await viewer.connect()
+        writer.pins["p"]["text"] = "three"
+        await viewer.wait_for(lambda: viewer.pins["p"]["text"] == "three")
+        assert viewer.denied == []

@@ -21,7 +21,7 @@ async def test_migrations_run_once_and_wal_is_on(tmp_path: Path) -> None:
         pass
     async with Database(path) as db:
         rows = await db.fetchall("SELECT version FROM schema_version")
-        assert [r["version"] for r in rows] == [1]
+        assert [r["version"] for r in rows] == [1, 2]
         mode = await db.fetchone("PRAGMA journal_mode")
         assert mode is not None and mode[0] == "wal"
 
@@ -32,8 +32,10 @@ async def test_concurrent_writes_group_into_few_commits(tmp_path: Path) -> None:
         db_rows = [f"s{i}" for i in range(3)]
         for sid in db_rows:
             await db.write(
-                ("INSERT INTO sessions VALUES (?,?,?,?,?,?,?,?)",
-                 (sid, "t", 1, 1, "b", 0.0, "admin", 1))
+                (
+                    "INSERT INTO sessions VALUES (?,?,?,?,?,?,?,?)",
+                    (sid, "t", 1, 1, "b", 0.0, "admin", 1),
+                )
             )
         before = db.commits
         await asyncio.gather(
@@ -59,8 +61,9 @@ async def test_a_failing_write_does_not_undo_its_neighbours(tmp_path: Path) -> N
 
 async def test_compaction_keeps_the_document(tmp_path: Path) -> None:
     async with Database(tmp_path / "db.sqlite3") as db:
-        await db.write(("INSERT INTO sessions VALUES ('s',?,?,?,?,?,?,?)",
-                        ("t", 1, 1, "b", 0.0, "admin", 1)))
+        await db.write(
+            ("INSERT INTO sessions VALUES ('s',?,?,?,?,?,?,?)", ("t", 1, 1, "b", 0.0, "admin", 1))
+        )
         log = DocLog(db)
         doc: Doc = Doc()
         pins = doc.get("pins", type=Map)

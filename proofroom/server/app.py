@@ -63,4 +63,7 @@ def bind_socket(host: str, port: int) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
+    # Listen now, so connections made as soon as the ready line is printed wait in the
+    # backlog instead of being refused while uvicorn finishes starting.
+    sock.listen(2048)
     return sock

@@ -163,3 +163,14 @@ def permission_denied(reason: str) -> bytes:
 
 def query_awareness() -> bytes:
     return bytes((MessageType.QUERY_AWARENESS,))
+
+
+def decode_state_vector(state: bytes) -> dict[int, int]:
+    """A Yjs state vector: client id -> number of structs seen from that client."""
+    reader = Reader(state)
+    count = reader.var_uint()
+    vector = {}
+    for _ in range(count):
+        client = reader.var_uint()
+        vector[client] = reader.var_uint()
+    return vector

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from pycrdt import Array, Doc, Map, TransactionEvent, merge_updates
+from pycrdt import Array, Doc, Map, TransactionEvent, get_state, merge_updates
 
 from ...shared import codec, schema
 from ...shared.errors import DocumentTooLarge
@@ -23,6 +23,7 @@ from ...shared.permissions import can_write_doc
 from ...shared.protocol import CloseCode, SyncStep
 from ..identity import Identity
 from ..metrics import Metrics
+from ..store.db import WriteResult
 from ..store.doclog import DocLog
 from .awareness import AwarenessTable
 from .guard import Guard
@@ -102,7 +103,7 @@ class Room:
         self._captured: list[bytes] = []
         self._tail_updates = 0
         self._doc_bytes = 0
-        self._compaction: asyncio.Future[int] | None = None
+        self._compaction: asyncio.Future[WriteResult] | None = None
         self._subscription = self.doc.observe(self._on_update)
         self._guard = Guard(self.doc, self.roots, self.meta)
 
@@ -220,7 +221,10 @@ class Room:
         if msg.payload == _EMPTY_UPDATE:
             return
         if not can_write_doc(conn.identity.role):
-            direct.append((conn, codec.permission_denied("read-only: viewers cannot edit")))
+            # A reconnecting viewer's step 2 carries its delete set even when it has
+            # nothing new; only updates that would add something are refused out loud.
+            if self._adds_content(msg.payload):
+                direct.append((conn, codec.permission_denied("read-only: viewers cannot edit")))
             return
         if self._doc_bytes + len(msg.payload) > self._max_doc_bytes:
             err = DocumentTooLarge(f"the document would exceed {self._max_doc_bytes} bytes")
@@ -283,6 +287,14 @@ class Room:
                 item.future.set_exception(exc)
         for peer in list(self.peers):
             peer.close_soon(CloseCode.INTERNAL_ERROR, "storage failure, please reconnect")
+
+    def _adds_content(self, update: bytes) -> bool:
+        try:
+            theirs = codec.decode_state_vector(get_state(update))
+        except (ValueError, codec.MalformedMessage):
+            return True
+        ours = codec.decode_state_vector(self.doc.get_state())
+        return any(clock > ours.get(client, 0) for client, clock in theirs.items())
 
     # -- compaction -----------------------------------------------------------------------
 

@@ -26,10 +26,19 @@ logger = logging.getLogger(__name__)
 Statement = tuple[str, Sequence[Any]]
 
 
+@dataclass(frozen=True)
+class WriteResult:
+    """What the last statement of a write produced."""
+
+    lastrowid: int
+    #: Rows of the last statement (``RETURNING`` clauses); empty otherwise.
+    rows: list[sqlite3.Row]
+
+
 @dataclass
 class _Op:
     statements: list[Statement]
-    future: asyncio.Future[int] = field(repr=False)
+    future: asyncio.Future[WriteResult] = field(repr=False)
 
 
 class Database:
@@ -88,13 +97,13 @@ class Database:
 
     # -- writes ---------------------------------------------------------------------------
 
-    async def write(self, *statements: Statement) -> int:
-        """Run statements atomically; return the last one's ``lastrowid`` after the commit."""
+    async def write(self, *statements: Statement) -> WriteResult:
+        """Run statements atomically; return the last one's result after the commit."""
         return await self.submit(*statements)
 
-    def submit(self, *statements: Statement) -> asyncio.Future[int]:
+    def submit(self, *statements: Statement) -> asyncio.Future[WriteResult]:
         """Queue statements now (keeping their order against later writes); await to commit."""
-        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[WriteResult] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Op(list(statements), future))
         return future
 
@@ -119,7 +128,7 @@ class Database:
                 return
 
     async def _commit_batch(self, conn: aiosqlite.Connection, batch: list[_Op]) -> None:
-        results: list[tuple[_Op, int | BaseException]] = []
+        results: list[tuple[_Op, WriteResult | BaseException]] = []
         try:
             await conn.execute("BEGIN")
             for op in batch:
@@ -140,19 +149,20 @@ class Database:
                 op.future.set_result(outcome)
 
     @staticmethod
-    async def _run_op(conn: aiosqlite.Connection, op: _Op) -> int | BaseException:
+    async def _run_op(conn: aiosqlite.Connection, op: _Op) -> WriteResult | BaseException:
         await conn.execute("SAVEPOINT op")
         try:
-            lastrowid = 0
+            result = WriteResult(0, [])
             for sql, params in op.statements:
                 cursor = await conn.execute(sql, params)
-                lastrowid = cursor.lastrowid or 0
+                rows = list(await cursor.fetchall()) if " RETURNING " in sql.upper() else []
+                result = WriteResult(cursor.lastrowid or 0, rows)
         except sqlite3.Error as exc:
             await conn.execute("ROLLBACK TO op")
             await conn.execute("RELEASE op")
             return exc
         await conn.execute("RELEASE op")
-        return lastrowid
+        return result
 
     # -- reads ----------------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ import asyncio
 import time
 from collections.abc import Sequence
 
-from .db import Database
+from .db import Database, WriteResult
 
 
 class DocLog:
@@ -38,7 +38,7 @@ class DocLog:
             ]
         )
 
-    def compact(self, session_id: str, snapshot: bytes) -> asyncio.Future[int]:
+    def compact(self, session_id: str, snapshot: bytes) -> asyncio.Future[WriteResult]:
         """Replace the snapshot and drop every update appended before this call.
 
         It is queued at once, so the single write path runs it after the appends queued

@@ -52,4 +52,34 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     );
     CREATE INDEX audit_session ON audit(session_id, at);
     """,
+    # 2: the embedded job queue (leases, retries, priority then round-robin by session).
+    """
+    CREATE TABLE jobs (
+        id TEXT PRIMARY KEY,
+        seq INTEGER NOT NULL,
+        session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+        pin_id TEXT NOT NULL,
+        status TEXT NOT NULL,
+        priority INTEGER NOT NULL DEFAULT 0,
+        payload TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        max_attempts INTEGER NOT NULL,
+        lease_owner TEXT,
+        lease_expires REAL,
+        created_at REAL NOT NULL,
+        started_at REAL,
+        finished_at REAL,
+        error TEXT,
+        layer_id TEXT,
+        -- The finished layer (JSON), kept until it is in the session's document.
+        result TEXT,
+        published INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX jobs_queued ON jobs(status, priority, seq);
+    CREATE INDEX jobs_session ON jobs(session_id, seq);
+    CREATE TABLE queue_turns (
+        session_id TEXT PRIMARY KEY,
+        last_claimed REAL NOT NULL
+    );
+    """,
 )
