@@ -1,0 +1,82 @@
+"""The engine interface: inpaint one crop, report progress, stop when cancelled."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ...shared.errors import ProofroomError
+
+#: ``progress(step, total, preview)``: ``preview`` is an RGB uint8 image of the crop as the
+#: engine currently predicts it (or None). It raises JobCancelled to stop the engine.
+ProgressFn = Callable[[int, int, "np.ndarray | None"], None]
+
+
+class JobCancelled(Exception):
+    """Raised through an engine (from the progress callback) when its job was cancelled."""
+
+
+class EngineError(ProofroomError):
+    """An engine that cannot be loaded or cannot run this job (the message says why)."""
+
+    status, code = 422, "engine_error"
+
+
+@dataclass(frozen=True)
+class InpaintParams:
+    """What the user asked for; recorded with the layer so it can be reproduced."""
+
+    prompt: str = ""
+    negative_prompt: str = ""
+    seed: int = 0
+    steps: int = 20
+    strength: float = 1.0
+    guidance: float = 7.5
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class FixResult:
+    """The outcome of one fix on the parent image."""
+
+    #: RGBA uint8, exactly ``box``'s size; alpha 0 wherever the fix may not change a pixel.
+    patch: np.ndarray
+    #: [x, y, w, h] of the patch in the parent image.
+    box: tuple[int, int, int, int]
+    #: The crops the engine saw, [x, y, w, h] each, in parent coordinates.
+    crops: list[tuple[int, int, int, int]]
+    #: Engine-specific provenance to store with the layer (sizes, bucket, timings...).
+    details: dict[str, Any]
+
+
+class Engine(ABC):
+    """An inpainting engine. Instances are used from one worker thread at a time."""
+
+    #: Registry name ("classical", "diffusion").
+    name: ClassVar[str]
+    #: Side of the square the engine wants crops resized to; None keeps native resolution.
+    bucket: int | None = None
+
+    @abstractmethod
+    def describe(self) -> dict[str, Any]:
+        """Provenance: model, device, library versions, dtype... (JSON-compatible)."""
+
+    @abstractmethod
+    def inpaint(
+        self,
+        image: np.ndarray,
+        mask: np.ndarray,
+        params: InpaintParams,
+        progress: ProgressFn,
+    ) -> np.ndarray:
+        """Fill ``mask`` (HxW bool) of ``image`` (HxWx3 uint8 RGB); return HxWx3 uint8 RGB.
+
+        Pixels outside the mask in the returned image do not matter: compositing keeps the
+        parent's. Call ``progress`` after every step; let JobCancelled propagate.
+        """
