@@ -204,8 +204,28 @@ class SqliteJobQueue(JobQueue):
 
     async def queued(self) -> list[Job]:
         rows = await self._db.fetchall(
-            f"SELECT {_COLUMNS} FROM jobs j WHERE status = 'queued'"
-            f" ORDER BY priority DESC, COALESCE((SELECT last_claimed FROM queue_turns t"
-            f"   WHERE t.session_id = j.session_id), 0), seq"
+            f"SELECT {_COLUMNS}, COALESCE(t.last_claimed, 0) AS turn FROM jobs j"
+            f" LEFT JOIN queue_turns t USING (session_id)"
+            f" WHERE status = 'queued' ORDER BY priority DESC, seq"
         )
-        return [_job(r) for r in rows]
+        return simulate_claims([(_job(r), r["turn"]) for r in rows])
+
+
+def simulate_claims(jobs: list[tuple[Job, float]]) -> list[Job]:
+    """The order :meth:`SqliteJobQueue.claim` would take these queued jobs in.
+
+    ``jobs`` are (job, its session's last turn), sorted by priority then enqueue order.
+    """
+    order: list[Job] = []
+    turns = {job.session_id: turn for job, turn in jobs}
+    pending = [job for job, _ in jobs]
+    next_turn = max(turns.values(), default=0) + 1
+    while pending:
+        top = pending[0].priority
+        candidates = [j for j in pending if j.priority == top]
+        pick = min(candidates, key=lambda j: turns[j.session_id])  # stable: oldest seq wins
+        order.append(pick)
+        pending.remove(pick)
+        turns[pick.session_id] = next_turn
+        next_turn += 1
+    return order

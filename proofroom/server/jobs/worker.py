@@ -73,6 +73,11 @@ class Worker:
         #: The job running now, if any.
         self.current: Job | None = None
 
+    def stop(self) -> None:
+        """Shutting down: stop the running job at its next step (it is requeued on restart)."""
+        for flag in self._cancel_flags.values():
+            flag.set()
+
     def cancel(self, job_id: str) -> None:
         """Stop a running job at its next step (the queue already marked it cancelled)."""
         flag = self._cancel_flags.get(job_id)
