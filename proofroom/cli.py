@@ -106,6 +106,7 @@ def serve(args: argparse.Namespace) -> None:
             f"Data: {Path(settings.data).resolve()}  (admin token: PROOFROOM_ADMIN_TOKEN)",
             flush=True,
         )
+        print(f"Engine: {services.engine.name} ({services.engine_reason})", flush=True)
 
     config = uvicorn_config(create_app(settings, on_ready=ready), settings)
     uvicorn.Server(config).run(sockets=[sock])

@@ -87,3 +87,13 @@ async def run_server(data: Path, **overrides: Any) -> AsyncIterator[RunningServe
         server.should_exit = True
         await task
         sock.close()
+
+
+async def eventually(predicate: Any, timeout: float = 10.0) -> None:
+    """Poll a condition on server-side state (no message tells a client it happened)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise TimeoutError(f"condition not met within {timeout} s")
+        await asyncio.sleep(0.005)

@@ -72,13 +72,13 @@ def test_server_layers_import_one_way(path: Path) -> None:
             assert SERVER_LAYERS.index(target) <= rank, f"{path} imports {name}"
 
 
-def test_heavy_libraries_stay_out_of_the_server_import() -> None:
+def test_torch_and_diffusers_stay_out_of_the_server_import() -> None:
     import subprocess
 
+    # They load only when a diffusion engine is made, so the server starts fast without them.
     code = (
         "import sys, proofroom.server.app, proofroom.cli;"
-        "print(sorted(m for m in ('torch','diffusers','cv2','numpy') if m in sys.modules))"
+        "print(sorted(m for m in ('torch','diffusers','transformers') if m in sys.modules))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -9,8 +9,15 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import anyio
+import anyio.to_thread
+
 from .auth import Authenticator
+from .engines import Engine, choose_engine
+from .jobs import SqliteJobQueue
+from .jobs.worker import Worker
 from .metrics import Metrics
+from .review.fixes import Fixes
 from .review.sessions import Sessions
 from .rooms import RoomManager
 from .rooms.connection import ConnectionLimits
@@ -37,6 +44,12 @@ class Services:
     sessions: Sessions
     metrics: Metrics
     limits: ConnectionLimits
+    queue: SqliteJobQueue
+    engine: Engine
+    #: Why this engine was picked (printed at start).
+    engine_reason: str
+    fixes: Fixes
+    worker: Worker | None
 
 
 def ensure_admin_token(settings: Settings) -> str:
@@ -77,27 +90,48 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
                 lambda: rooms.connection_count,
             )
             metrics.gauge("proofroom_db_commits", "SQLite commits so far.", lambda: db.commits)
-            yield Services(
-                settings=settings,
-                admin_token=admin_token,
-                db=db,
-                blobs=blobs,
-                records=records,
-                doclog=doclog,
-                rooms=rooms,
-                auth=Authenticator(records, admin_token),
-                sessions=Sessions(
-                    records,
-                    blobs,
-                    max_pixels=settings.max_image_pixels,
-                    max_title_chars=settings.max_title_chars,
-                ),
-                metrics=metrics,
-                limits=ConnectionLimits(
-                    updates_per_second=settings.updates_per_second,
-                    updates_burst=settings.updates_burst,
-                    awareness_per_second=settings.awareness_per_second,
-                    awareness_burst=settings.awareness_burst,
-                    max_send_queue_bytes=settings.max_send_queue_bytes,
-                ),
+            engine, reason = await anyio.to_thread.run_sync(
+                choose_engine, settings.engine, settings.model
             )
+            logger.info("inpaint engine: %s (%s)", engine.name, reason)
+            queue = SqliteJobQueue(db, max_attempts=settings.job_max_attempts)
+            fixes = Fixes(records, blobs, rooms, queue, engine)
+            worker = None
+            if settings.worker == "embedded":
+                worker = Worker(queue, fixes, lease_seconds=settings.job_lease_seconds)
+                fixes.worker = worker
+            async with anyio.create_task_group() as tg:
+                if worker is not None:
+                    tg.start_soon(worker.run)
+                yield Services(
+                    settings=settings,
+                    admin_token=admin_token,
+                    db=db,
+                    blobs=blobs,
+                    records=records,
+                    doclog=doclog,
+                    rooms=rooms,
+                    auth=Authenticator(records, admin_token),
+                    sessions=Sessions(
+                        records,
+                        blobs,
+                        max_pixels=settings.max_image_pixels,
+                        max_title_chars=settings.max_title_chars,
+                    ),
+                    metrics=metrics,
+                    limits=ConnectionLimits(
+                        updates_per_second=settings.updates_per_second,
+                        updates_burst=settings.updates_burst,
+                        awareness_per_second=settings.awareness_per_second,
+                        awareness_burst=settings.awareness_burst,
+                        max_send_queue_bytes=settings.max_send_queue_bytes,
+                    ),
+                    queue=queue,
+                    engine=engine,
+                    engine_reason=reason,
+                    fixes=fixes,
+                    worker=worker,
+                )
+                if worker is not None:
+                    worker.stop()
+                tg.cancel_scope.cancel()

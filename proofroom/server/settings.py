@@ -48,6 +48,12 @@ class Settings:
     #: Bytes queued to one slow connection before it is dropped.
     max_send_queue_bytes: int = 16 * 1024 * 1024
 
+    # Jobs.
+    #: Run the embedded worker in the server process.
+    worker: str = "embedded"
+    job_lease_seconds: float = 30.0
+    job_max_attempts: int = 3
+
     # Rooms.
     room_idle_seconds: float = 30.0
     #: Compact a room's log once this many updates follow its snapshot.

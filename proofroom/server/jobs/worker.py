@@ -68,8 +68,8 @@ class Worker:
         self.lease_seconds = lease_seconds
         self.progress_interval = progress_interval
         self._cancel_flags: dict[str, threading.Event] = {}
-        # One job per device at a time.
-        self._limiter = anyio.CapacityLimiter(1)
+        #: One job per device at a time: a job's engine call holds this.
+        self.device = anyio.CapacityLimiter(1)
         #: The job running now, if any.
         self.current: Job | None = None
 
@@ -137,7 +137,7 @@ class Worker:
             tg.start_soon(self._heartbeat, job, flag)
             tg.start_soon(self._report, job, updates)
             try:
-                output = await anyio.to_thread.run_sync(work, progress, limiter=self._limiter)
+                output = await anyio.to_thread.run_sync(work, progress, limiter=self.device)
             except JobCancelled:
                 error = ("cancelled", False)
             except ProofroomError as exc:

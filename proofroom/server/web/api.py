@@ -9,10 +9,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ...shared.errors import BadRequest, Forbidden, PayloadTooLarge, ProofroomError
+from ...shared.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge, ProofroomError
 from ...shared.permissions import Action
 from ...shared.protocol import CloseCode
 from ..identity import Identity
+from ..jobs.queue import Job
 from ..store.records import SessionRecord
 from .common import base_url, identity, json_body, services
 
@@ -158,6 +159,46 @@ async def get_blob(request: Request) -> Response:
     return Response(data, media_type=media, headers=headers)
 
 
+def job_json(job: Job) -> dict[str, Any]:
+    return {
+        "id": job.id,
+        "session": job.session_id,
+        "pin_id": job.pin_id,
+        "status": job.status.value,
+        "attempts": job.attempts,
+        "error": job.error,
+        "layer": job.layer_id,
+        "created_at": job.created_at,
+        "started_at": job.started_at,
+        "finished_at": job.finished_at,
+    }
+
+
+async def request_fix(request: Request) -> Response:
+    session_id = request.path_params["session_id"]
+    actor = (await identity(request)).require(session_id, Action.EDIT)
+    body = await json_body(request)
+    jobs = await services(request).fixes.request(
+        session_id, request.path_params["pin_id"], body, actor
+    )
+    return JSONResponse({"jobs": [j.id for j in jobs]}, status_code=202)
+
+
+async def get_job(request: Request) -> Response:
+    actor = await identity(request)
+    job = await services(request).queue.get(request.path_params["job_id"])
+    if job is None:
+        raise NotFound("no such job")
+    actor.require(job.session_id, Action.VIEW)
+    return JSONResponse(job_json(job))
+
+
+async def cancel_job(request: Request) -> Response:
+    actor = await identity(request)
+    job = await services(request).fixes.cancel(request.path_params["job_id"], actor)
+    return JSONResponse(job_json(job))
+
+
 async def healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
@@ -187,5 +228,8 @@ routes = [
     Route("/api/sessions/{session_id}", get_session),
     Route("/api/sessions/{session_id}/invites", invites_collection, methods=["GET", "POST"]),
     Route("/api/sessions/{session_id}/invites/{invite_id}", revoke_invite, methods=["DELETE"]),
+    Route("/api/sessions/{session_id}/pins/{pin_id}/fix", request_fix, methods=["POST"]),
+    Route("/api/jobs/{job_id}", get_job),
+    Route("/api/jobs/{job_id}/cancel", cancel_job, methods=["POST"]),
     Route("/blobs/{blob_id}", get_blob),
 ]

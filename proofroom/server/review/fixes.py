@@ -1,0 +1,428 @@
+"""Fix requests: from a pin to queued inpaint jobs, and from a finished job to a layer.
+
+This is the job runner the worker calls; everything it writes to a document goes through
+the room (durable before visible), and a job id yields at most one layer.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import secrets
+import time
+from typing import Any
+
+import anyio.to_thread
+import numpy as np
+from PIL import Image
+from pycrdt import Array, Map
+
+from ...shared import schema
+from ...shared.enums import JobStatus, LayerSource, LayerState, PinStatus
+from ...shared.errors import BadRequest, Conflict, NotFound, ProofroomError
+from ...shared.permissions import Action
+from ..engines import Engine, EngineError, FixResult, InpaintParams
+from ..identity import Identity
+from ..jobs.queue import Job, JobQueue, NewJob
+from ..jobs.worker import Work, Worker
+from ..rooms import Room, RoomManager
+from ..store.blobs import BlobStore
+from ..store.records import Records
+from . import masks
+from .flatten import flatten_layers
+
+logger = logging.getLogger(__name__)
+
+LIMITS = {
+    "steps": (1, 150),
+    "strength": (0.0, 1.0),
+    "guidance": (0.0, 30.0),
+    "variants": (1, 8),
+    "priority": (-10, 10),
+}
+MAX_PROMPT_CHARS = 2000
+
+
+def layer_id_for(job_id: str) -> str:
+    """The one layer a job can produce."""
+    return f"l_{job_id}"
+
+
+class Fixes:
+    """Fix requests, cancellation, and the worker's job runner."""
+
+    def __init__(
+        self,
+        records: Records,
+        blobs: BlobStore,
+        rooms: RoomManager,
+        queue: JobQueue,
+        engine: Engine,
+    ) -> None:
+        self.records = records
+        self.blobs = blobs
+        self.rooms = rooms
+        self.queue = queue
+        self.engine = engine
+        self.worker: Worker | None = None
+        self._engine_info = engine.describe()
+        self._positions: dict[str, int] = {}
+
+    # -- requests -------------------------------------------------------------------------
+
+    async def request(
+        self, session_id: str, pin_id: str, body: dict[str, Any], actor: Identity
+    ) -> list[Job]:
+        """Validate a fix request and queue one job per variant, atomically."""
+        actor = actor.require(session_id, Action.EDIT)
+        session = await self.records.get_session(session_id)
+        if session is None:
+            raise NotFound("no such session")
+        room = await self.rooms.acquire(session_id)
+        pin = room.pins.get(pin_id)
+        if not isinstance(pin, Map):
+            raise NotFound("no such pin in this session")
+        if pin.get(schema.Pin.STATUS) == PinStatus.RESOLVED.value:
+            raise Conflict("the pin is resolved; reopen it before asking for a fix")
+        params, variants, priority = self._parse_params(body, pin)
+        mask = await self._mask(body, pin, session.width, session.height)
+        mask = self._subtract_locks(mask, room)
+        if mask.all():
+            raise BadRequest("the mask covers the whole image; fix a part of it")
+        mask_blob = await self.blobs.put(
+            await anyio.to_thread.run_sync(masks.encode_mask_png, mask)
+        )
+        parent = _last_approved_layer(room)
+        jobs = [
+            NewJob(
+                id=f"j_{secrets.token_hex(6)}",
+                session_id=session_id,
+                pin_id=pin_id,
+                priority=priority,
+                payload={
+                    "params": {**params.to_json(), "seed": (params.seed + i) % 2**32},
+                    "variant": i,
+                    "variants": variants,
+                    "mask": mask_blob,
+                    "base": session.base_blob,
+                    "parent": parent,
+                    "author": actor.user_id,
+                },
+            )
+            for i in range(variants)
+        ]
+        queued = await self.queue.enqueue(jobs)
+        total = params.steps
+
+        def announce(room: Room) -> None:
+            now = time.time()
+            for job in queued:
+                room.jobs[job.id] = Map(
+                    {
+                        schema.Job.PIN_ID: pin_id,
+                        schema.Job.STATUS: JobStatus.QUEUED.value,
+                        schema.Job.STEP: 0,
+                        schema.Job.TOTAL: total,
+                        schema.Job.PREVIEW: None,
+                        schema.Job.POSITION: 0,
+                        schema.Job.ERROR: None,
+                        schema.Job.LAYER: None,
+                        schema.Job.CREATED_AT: now,
+                        schema.Job.STARTED_AT: None,
+                        schema.Job.FINISHED_AT: None,
+                    }
+                )
+            _pin_links(room, pin_id, schema.Pin.JOBS).extend([j.id for j in queued])
+
+        await room.server_write(announce)
+        await self.records.audit(
+            session_id,
+            actor.user_id,
+            "fix.request",
+            pin_id,
+            {"jobs": [j.id for j in queued], "mask": mask_blob, **params.to_json()},
+        )
+        await self.refresh_positions()
+        return queued
+
+    def _parse_params(self, body: dict[str, Any], pin: Map[Any]) -> tuple[InpaintParams, int, int]:
+        def number(name: str, default: float, kind: type = float) -> Any:
+            value = body.get(name, default)
+            if value is None:
+                value = default
+            lo, hi = LIMITS[name]
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or (kind is int and not float(value).is_integer())
+                or not lo <= value <= hi
+                or (name == "strength" and value == 0)
+            ):
+                bound = f"more than {lo}" if name == "strength" else f"from {lo}"
+                raise BadRequest(f"{name} must be a {kind.__name__} {bound} to {hi}")
+            return kind(value)
+
+        prompt = body.get("prompt")
+        if prompt is None:
+            prompt = draft_prompt(pin)
+        negative = body.get("negative_prompt") or ""
+        for name, text in (("prompt", prompt), ("negative_prompt", negative)):
+            if not isinstance(text, str) or len(text) > MAX_PROMPT_CHARS:
+                raise BadRequest(f"{name} must be text of at most {MAX_PROMPT_CHARS} characters")
+        seed = body.get("seed")
+        if seed is None:
+            seed = secrets.randbelow(2**32)
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+            raise BadRequest("seed must be an integer from 0 to 4294967295")
+        params = InpaintParams(
+            prompt=prompt,
+            negative_prompt=negative,
+            seed=seed,
+            steps=number("steps", 20, int),
+            strength=number("strength", 1.0),
+            guidance=number("guidance", 7.5),
+        )
+        return params, number("variants", 1, int), number("priority", 0, int)
+
+    async def _mask(
+        self, body: dict[str, Any], pin: Map[Any], width: int, height: int
+    ) -> np.ndarray:
+        if body.get("mask") is not None and body.get("region") is not None:
+            raise BadRequest("give a mask or a region, not both")
+        if body.get("mask") is not None:
+            mask = await masks.mask_from_request(body["mask"], self.blobs, width, height)
+        elif body.get("region") is not None:
+            box = masks.parse_box(body["region"], width, height)
+            mask = masks.box_mask(box, width, height)
+        elif pin.get(schema.Pin.MASK):
+            mask = await masks.mask_from_request(pin[schema.Pin.MASK], self.blobs, width, height)
+        elif pin.get(schema.Pin.REGION) is not None:
+            box = masks.parse_box(list(pin[schema.Pin.REGION]), width, height, "the pin's region")
+            mask = masks.box_mask(box, width, height)
+        else:
+            raise BadRequest("give a mask or a region (the pin has neither)")
+        if not mask.any():
+            raise BadRequest("the mask is empty")
+        return mask
+
+    @staticmethod
+    def _subtract_locks(mask: np.ndarray, room: Room) -> np.ndarray:
+        locks = room.meta.get(schema.Meta.LOCKS)
+        if not locks:
+            return mask
+        mask = mask.copy()
+        for lock in list(locks):
+            x, y, w, h = (round(v) for v in lock)
+            mask[max(y, 0) : max(y + h, 0), max(x, 0) : max(x + w, 0)] = False
+        if not mask.any():
+            raise BadRequest("the mask lies entirely inside locked regions")
+        return mask
+
+    async def cancel(self, job_id: str, actor: Identity) -> Job:
+        """Cancel a queued or running job; Conflict if it already finished."""
+        job = await self.queue.get(job_id)
+        if job is None:
+            raise NotFound("no such job")
+        actor.require(job.session_id, Action.EDIT)
+        cancelled = await self.queue.cancel(job_id)
+        if self.worker is not None:
+            self.worker.cancel(job_id)
+        if job.status is JobStatus.QUEUED:
+            await self.stopped(cancelled)
+        await self.records.audit(job.session_id, actor.user_id, "job.cancel", job_id)
+        return cancelled
+
+    async def refresh_positions(self) -> None:
+        """Write each queued job's place in the queue into its document (if it changed)."""
+        queued = await self.queue.queued()
+        positions = {job.id: n for n, job in enumerate(queued, start=1)}
+        by_session: dict[str, dict[str, int]] = {}
+        for job in queued:
+            if self._positions.get(job.id) != positions[job.id]:
+                by_session.setdefault(job.session_id, {})[job.id] = positions[job.id]
+        self._positions = positions
+        for session_id, changed in by_session.items():
+
+            def write(room: Room, changed: dict[str, int] = changed) -> None:
+                for job_id, position in changed.items():
+                    entry = room.jobs.get(job_id)
+                    if isinstance(entry, Map):
+                        entry[schema.Job.POSITION] = position
+
+            await self.rooms.server_write(session_id, write)
+
+    # -- the job runner -------------------------------------------------------------------
+
+    async def prepare(self, job: Job) -> Work:
+        payload = job.payload
+        try:
+            base = await self.blobs.get(payload["base"])
+            mask_png = await self.blobs.get(payload["mask"])
+        except NotFound:
+            raise EngineError("the job's image or mask is missing from the blob store") from None
+        room = await self.rooms.acquire(job.session_id)
+        layers = _approved_chain(room, payload.get("parent"))
+        patches = [(await self.blobs.get(lay["patch"]), lay["box"]) for lay in layers]
+        params = InpaintParams(**payload["params"])
+        engine = self.engine
+
+        def work(progress: Any) -> FixResult:
+            from ..engines.compositing import run_fix
+
+            parent = flatten_layers(_decode_rgb(base), patches)
+            height, width = parent.shape[:2]
+            mask = masks.decode_mask_png(mask_png, width, height)
+            try:
+                result: FixResult = run_fix(parent, mask, engine, params, progress)
+                return result
+            except ValueError as exc:
+                raise EngineError(str(exc)) from None
+
+        return work
+
+    async def started(self, job: Job) -> None:
+        def write(room: Room) -> None:
+            entry = room.jobs.get(job.id)
+            if isinstance(entry, Map):
+                entry[schema.Job.STATUS] = JobStatus.RUNNING.value
+                entry[schema.Job.STARTED_AT] = time.time()
+                entry[schema.Job.POSITION] = 0
+                entry[schema.Job.STEP] = 0
+                entry[schema.Job.ERROR] = None
+
+        await self.rooms.server_write(job.session_id, write)
+        await self.refresh_positions()
+
+    async def progress(self, job: Job, step: int, total: int, preview: Any) -> None:
+        preview_id = None
+        if isinstance(preview, np.ndarray):
+            png = await anyio.to_thread.run_sync(_encode_png, preview)
+            preview_id = await self.blobs.put(png)
+
+        def write(room: Room) -> None:
+            entry = room.jobs.get(job.id)
+            if isinstance(entry, Map) and entry.get(schema.Job.STATUS) == "running":
+                entry[schema.Job.STEP] = step
+                entry[schema.Job.TOTAL] = total
+                if preview_id is not None:
+                    entry[schema.Job.PREVIEW] = preview_id
+
+        await self.rooms.server_write(job.session_id, write)
+
+    async def result(self, job: Job, output: Any) -> tuple[str, dict[str, Any]]:
+        assert isinstance(output, FixResult)
+        png = await anyio.to_thread.run_sync(_encode_png, output.patch)
+        patch_id = await self.blobs.put(png)
+        payload = job.payload
+        layer_id = layer_id_for(job.id)
+        layer = {
+            schema.Layer.ID: layer_id,
+            schema.Layer.PIN_ID: job.pin_id,
+            schema.Layer.PATCH: patch_id,
+            schema.Layer.BOX: list(output.box),
+            schema.Layer.PARENT: payload.get("parent"),
+            schema.Layer.SOURCE: LayerSource.INPAINT.value,
+            schema.Layer.PARAMS: {
+                **self._engine_info,
+                **payload["params"],
+                "job": job.id,
+                "variant": payload["variant"],
+                "mask": payload["mask"],
+                "crops": [list(c) for c in output.crops],
+                **output.details,
+            },
+            schema.Layer.AUTHOR: payload["author"],
+            schema.Layer.CREATED_AT: time.time(),
+            schema.Layer.STATE: LayerState.PENDING.value,
+        }
+        return layer_id, layer
+
+    async def publish(self, job: Job, layer: dict[str, Any]) -> None:
+        def write(room: Room) -> None:
+            layer_id = layer[schema.Layer.ID]
+            if not any(
+                isinstance(existing, Map) and existing.get(schema.Layer.ID) == layer_id
+                for existing in room.layers
+            ):
+                room.layers.append(Map({**layer, schema.Layer.DECISIONS: Map()}))
+                _pin_links(room, job.pin_id, schema.Pin.LAYERS).append(layer_id)
+            entry = room.jobs.get(job.id)
+            if isinstance(entry, Map):
+                entry[schema.Job.STATUS] = JobStatus.DONE.value
+                entry[schema.Job.LAYER] = layer_id
+                entry[schema.Job.FINISHED_AT] = job.finished_at or time.time()
+                entry[schema.Job.STEP] = entry.get(schema.Job.TOTAL)
+
+        await self.rooms.server_write(job.session_id, write)
+
+    async def stopped(self, job: Job) -> None:
+        def write(room: Room) -> None:
+            entry = room.jobs.get(job.id)
+            if isinstance(entry, Map):
+                entry[schema.Job.STATUS] = job.status.value
+                entry[schema.Job.ERROR] = job.error if job.status is JobStatus.FAILED else None
+                entry[schema.Job.FINISHED_AT] = job.finished_at
+                if job.status is JobStatus.QUEUED:
+                    entry[schema.Job.STEP] = 0
+
+        await self.rooms.server_write(job.session_id, write)
+        await self.refresh_positions()
+
+
+def draft_prompt(pin: Map[Any]) -> str:
+    """A first prompt from the pin's words and its thread (the editor can change it)."""
+    parts = [str(pin.get(schema.Pin.TEXT) or "").strip()]
+    thread = pin.get(schema.Pin.THREAD)
+    if isinstance(thread, Array):
+        for comment in thread:
+            if isinstance(comment, Map) and not comment.get(schema.Comment.DELETED):
+                parts.append(str(comment.get(schema.Comment.TEXT) or "").strip())
+    return ". ".join(p for p in parts if p)[:MAX_PROMPT_CHARS]
+
+
+def _pin_links(room: Room, pin_id: str, field: str) -> Array[Any]:
+    pin = room.pins[pin_id]
+    links = pin.get(field)
+    if isinstance(links, Array):
+        return links
+    fresh: Array[Any] = Array()
+    pin[field] = fresh
+    return fresh
+
+
+def _last_approved_layer(room: Room) -> str | None:
+    approved = [
+        lay.get(schema.Layer.ID)
+        for lay in room.layers
+        if isinstance(lay, Map) and lay.get(schema.Layer.STATE) == LayerState.APPROVED.value
+    ]
+    return approved[-1] if approved else None
+
+
+def _approved_chain(room: Room, parent: str | None) -> list[dict[str, Any]]:
+    """Approved layers in document order, up to and including ``parent``."""
+    if parent is None:
+        return []
+    chain = []
+    for lay in room.layers:
+        if not isinstance(lay, Map):
+            continue
+        if lay.get(schema.Layer.STATE) == LayerState.APPROVED.value:
+            chain.append({"patch": lay[schema.Layer.PATCH], "box": list(lay[schema.Layer.BOX])})
+        if lay.get(schema.Layer.ID) == parent:
+            return chain
+    raise EngineError(f"the parent layer {parent} is gone")
+
+
+def _decode_rgb(data: bytes) -> np.ndarray:
+    with Image.open(io.BytesIO(data)) as img:
+        return np.asarray(img.convert("RGB"))
+
+
+def _encode_png(pixels: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, format="PNG", compress_level=3)
+    return out.getvalue()
+
+
+__all__ = ["Fixes", "ProofroomError", "draft_prompt", "layer_id_for"]
