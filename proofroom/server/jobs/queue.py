@@ -60,8 +60,8 @@ class JobQueue(ABC):
         self.wakeup = asyncio.Event()
 
     @abstractmethod
-    async def enqueue(self, jobs: list[NewJob]) -> list[Job]:
-        """Add jobs atomically (all or none)."""
+    async def enqueue(self, jobs: list[NewJob], *, wake: bool = True) -> list[Job]:
+        """Add jobs atomically (all or none); ``wake=False`` leaves waking workers to you."""
 
     @abstractmethod
     async def claim(self, owner: str, lease_seconds: float) -> Job | None:

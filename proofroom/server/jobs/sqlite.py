@@ -47,7 +47,7 @@ class SqliteJobQueue(JobQueue):
         self._db = db
         self._max_attempts = max_attempts
 
-    async def enqueue(self, jobs: list[NewJob]) -> list[Job]:
+    async def enqueue(self, jobs: list[NewJob], *, wake: bool = True) -> list[Job]:
         now = time.time()
         statements: list[tuple[str, tuple[Any, ...]]] = [
             (
@@ -68,7 +68,8 @@ class SqliteJobQueue(JobQueue):
             for j in jobs
         ]
         await self._db.write(*statements)
-        self.wakeup.set()
+        if wake:
+            self.wakeup.set()
         rows = await self._db.fetchall(
             f"SELECT {_COLUMNS} FROM jobs WHERE id IN ({','.join('?' * len(jobs))}) ORDER BY seq",
             [j.id for j in jobs],
@@ -77,31 +78,33 @@ class SqliteJobQueue(JobQueue):
 
     async def claim(self, owner: str, lease_seconds: float) -> Job | None:
         now = time.time()
+        pick = (
+            "SELECT j.id FROM jobs j LEFT JOIN queue_turns t ON t.session_id = j.session_id"
+            " WHERE j.status = 'queued'"
+            " ORDER BY j.priority DESC, COALESCE(t.last_claimed, 0), j.seq LIMIT 1"
+        )
         result = await self._db.write(
+            # The session served now goes to the back of the round-robin...
+            (
+                f"INSERT INTO queue_turns (session_id, last_claimed)"
+                f" SELECT session_id, (SELECT COALESCE(MAX(last_claimed), 0) + 1"
+                f"   FROM queue_turns) FROM jobs WHERE id = ({pick})"
+                f" ON CONFLICT(session_id) DO UPDATE SET last_claimed = excluded.last_claimed",
+                (),
+            ),
+            # ...and its job is leased, in the same transaction.
             (
                 f"UPDATE jobs SET status = 'running', lease_owner = ?, lease_expires = ?,"
                 f" attempts = attempts + 1, started_at = ?"
-                f" WHERE id = (SELECT j.id FROM jobs j"
-                f"   LEFT JOIN queue_turns t ON t.session_id = j.session_id"
-                f"   WHERE j.status = 'queued'"
-                f"   ORDER BY j.priority DESC, COALESCE(t.last_claimed, 0), j.seq LIMIT 1)"
+                f" WHERE id = (SELECT j.id FROM jobs j WHERE j.status = 'queued'"
+                f"   AND j.session_id = (SELECT session_id FROM queue_turns"
+                f"     ORDER BY last_claimed DESC LIMIT 1)"
+                f"   ORDER BY j.priority DESC, j.seq LIMIT 1)"
                 f" RETURNING {_COLUMNS}",
                 (owner, now + lease_seconds, now),
             ),
         )
-        if not result.rows:
-            return None
-        job = _job(result.rows[0])
-        # The session just served goes to the back of the round-robin.
-        await self._db.write(
-            (
-                "INSERT INTO queue_turns (session_id, last_claimed)"
-                " VALUES (?, (SELECT COALESCE(MAX(last_claimed), 0) + 1 FROM queue_turns))"
-                " ON CONFLICT(session_id) DO UPDATE SET last_claimed = excluded.last_claimed",
-                (job.session_id,),
-            )
-        )
-        return job
+        return _job(result.rows[0]) if result.rows else None
 
     async def heartbeat(self, job_id: str, owner: str, lease_seconds: float) -> bool:
         result = await self._db.write(

@@ -90,9 +90,12 @@ class Worker:
             await self.runner.stopped(job)
         for job in await self.queue.unpublished():
             await self._publish(job)
+        next_expiry = 0.0
         while True:
-            for job in await self.queue.expire_leases():
-                await self.runner.stopped(job)
+            if time.monotonic() >= next_expiry:
+                for job in await self.queue.expire_leases():
+                    await self.runner.stopped(job)
+                next_expiry = time.monotonic() + self.lease_seconds / 4
             self.queue.wakeup.clear()
             claimed = await self.queue.claim(self.owner, self.lease_seconds)
             if claimed is None:
@@ -112,12 +115,12 @@ class Worker:
             self.current = None
 
     async def _run(self, job: Job, flag: threading.Event) -> None:
+        await self.runner.started(job)
         try:
             work = await self.runner.prepare(job)
         except ProofroomError as exc:
             await self._fail(job, exc.message, retry=False)
             return
-        await self.runner.started(job)
         updates: asyncio.Queue[tuple[int, int, Any]] = asyncio.Queue()
         loop = asyncio.get_running_loop()
         last = 0.0

@@ -9,7 +9,9 @@ from __future__ import annotations
 import io
 import logging
 import secrets
+import threading
 import time
+from collections import OrderedDict
 from typing import Any
 
 import anyio.to_thread
@@ -67,6 +69,8 @@ class Fixes:
         self.worker: Worker | None = None
         self._engine_info = engine.describe()
         self._positions: dict[str, int] = {}
+        # Decoding a large base image costs more than a small classical fix: keep a few.
+        self._parents = _ParentCache(4)
 
     # -- requests -------------------------------------------------------------------------
 
@@ -265,11 +269,16 @@ class Fixes:
         patches = [(await self.blobs.get(lay["patch"]), lay["box"]) for lay in layers]
         params = InpaintParams(**payload["params"])
         engine = self.engine
+        key = (payload["base"], payload.get("parent"))
 
         def work(progress: Any) -> FixResult:
             from ..engines.compositing import run_fix
 
-            parent = flatten_layers(_decode_rgb(base), patches)
+            parent = self._parents.get(key)
+            if parent is None:
+                parent = flatten_layers(_decode_rgb(base), patches)
+                parent.flags.writeable = False  # shared by the jobs of this parent
+                self._parents.put(key, parent)
             height, width = parent.shape[:2]
             mask = masks.decode_mask_png(mask_png, width, height)
             try:
@@ -282,13 +291,12 @@ class Fixes:
 
     async def started(self, job: Job) -> None:
         def write(room: Room) -> None:
-            entry = room.jobs.get(job.id)
-            if isinstance(entry, Map):
-                entry[schema.Job.STATUS] = JobStatus.RUNNING.value
-                entry[schema.Job.STARTED_AT] = time.time()
-                entry[schema.Job.POSITION] = 0
-                entry[schema.Job.STEP] = 0
-                entry[schema.Job.ERROR] = None
+            entry = _job_entry(room, job)
+            entry[schema.Job.STATUS] = JobStatus.RUNNING.value
+            entry[schema.Job.STARTED_AT] = time.time()
+            entry[schema.Job.POSITION] = 0
+            entry[schema.Job.STEP] = 0
+            entry[schema.Job.ERROR] = None
 
         await self.rooms.server_write(job.session_id, write)
         await self.refresh_positions()
@@ -346,27 +354,47 @@ class Fixes:
             ):
                 room.layers.append(Map({**layer, schema.Layer.DECISIONS: Map()}))
                 _pin_links(room, job.pin_id, schema.Pin.LAYERS).append(layer_id)
-            entry = room.jobs.get(job.id)
-            if isinstance(entry, Map):
-                entry[schema.Job.STATUS] = JobStatus.DONE.value
-                entry[schema.Job.LAYER] = layer_id
-                entry[schema.Job.FINISHED_AT] = job.finished_at or time.time()
-                entry[schema.Job.STEP] = entry.get(schema.Job.TOTAL)
+            entry = _job_entry(room, job)
+            entry[schema.Job.STATUS] = JobStatus.DONE.value
+            entry[schema.Job.LAYER] = layer_id
+            entry[schema.Job.FINISHED_AT] = job.finished_at or time.time()
+            entry[schema.Job.STEP] = entry.get(schema.Job.TOTAL)
 
         await self.rooms.server_write(job.session_id, write)
 
     async def stopped(self, job: Job) -> None:
         def write(room: Room) -> None:
-            entry = room.jobs.get(job.id)
-            if isinstance(entry, Map):
-                entry[schema.Job.STATUS] = job.status.value
-                entry[schema.Job.ERROR] = job.error if job.status is JobStatus.FAILED else None
-                entry[schema.Job.FINISHED_AT] = job.finished_at
-                if job.status is JobStatus.QUEUED:
-                    entry[schema.Job.STEP] = 0
+            entry = _job_entry(room, job)
+            entry[schema.Job.STATUS] = job.status.value
+            entry[schema.Job.ERROR] = job.error if job.status is JobStatus.FAILED else None
+            entry[schema.Job.FINISHED_AT] = job.finished_at
+            if job.status is JobStatus.QUEUED:
+                entry[schema.Job.STEP] = 0
 
         await self.rooms.server_write(job.session_id, write)
         await self.refresh_positions()
+
+
+class _ParentCache:
+    """The last few decoded parent images, keyed by (base blob, parent layer)."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._items: OrderedDict[tuple[str, str | None], np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, str | None]) -> np.ndarray | None:
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
+
+    def put(self, key: tuple[str, str | None], value: np.ndarray) -> None:
+        with self._lock:
+            self._items[key] = value
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
 
 
 def draft_prompt(pin: Map[Any]) -> str:
@@ -378,6 +406,30 @@ def draft_prompt(pin: Map[Any]) -> str:
             if isinstance(comment, Map) and not comment.get(schema.Comment.DELETED):
                 parts.append(str(comment.get(schema.Comment.TEXT) or "").strip())
     return ". ".join(p for p in parts if p)[:MAX_PROMPT_CHARS]
+
+
+def _job_entry(room: Room, job: Job) -> Map[Any]:
+    """The job's map in the document, created (queued) if it is not there yet."""
+    entry = room.jobs.get(job.id)
+    if isinstance(entry, Map):
+        return entry
+    fresh: Map[Any] = Map(
+        {
+            schema.Job.PIN_ID: job.pin_id,
+            schema.Job.STATUS: JobStatus.QUEUED.value,
+            schema.Job.STEP: 0,
+            schema.Job.TOTAL: int(job.payload["params"]["steps"]),
+            schema.Job.PREVIEW: None,
+            schema.Job.POSITION: 0,
+            schema.Job.ERROR: None,
+            schema.Job.LAYER: None,
+            schema.Job.CREATED_AT: job.created_at,
+            schema.Job.STARTED_AT: None,
+            schema.Job.FINISHED_AT: None,
+        }
+    )
+    room.jobs[job.id] = fresh
+    return fresh
 
 
 def _pin_links(room: Room, pin_id: str, field: str) -> Array[Any]:
