@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from .helpers import ReviewSession, RunningServer, run_server
+from .tiny_pipeline import tiny_pipeline_dir  # noqa: F401  (a session fixture)
 
 
 @pytest.fixture

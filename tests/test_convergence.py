@@ -18,8 +18,18 @@ WRITERS = ("commenter", "editor", "approver")
 op = st.tuples(
     st.integers(0, len(WRITERS) - 1),
     st.sampled_from(
-        ["add_pin", "add_pin", "reply", "reply", "edit_own", "toggle_status",
-         "edit_foreign", "disconnect", "reconnect", "pause"]
+        [
+            "add_pin",
+            "add_pin",
+            "reply",
+            "reply",
+            "edit_own",
+            "toggle_status",
+            "edit_foreign",
+            "disconnect",
+            "reconnect",
+            "pause",
+        ]
     ),
     st.integers(0, 1_000),
 )

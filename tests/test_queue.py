@@ -19,8 +19,12 @@ SESSIONS = ("s1", "s2", "s3")
 async def queue(tmp_path: Path) -> AsyncIterator[JobQueue]:
     async with Database(tmp_path / "q.sqlite3") as db:
         for sid in SESSIONS:
-            await db.write(("INSERT INTO sessions VALUES (?,?,?,?,?,?,?,?)",
-                            (sid, "t", 1, 1, "b", 0.0, "admin", 1)))
+            await db.write(
+                (
+                    "INSERT INTO sessions VALUES (?,?,?,?,?,?,?,?)",
+                    (sid, "t", 1, 1, "b", 0.0, "admin", 1),
+                )
+            )
         yield SqliteJobQueue(db, max_attempts=2)
 
 
