@@ -11,7 +11,7 @@ from starlette.applications import Starlette
 
 from .services import Services, open_services
 from .settings import Settings
-from .web import api, pages, ws
+from .web import api, pages, review_api, ws
 from .web.errors import HANDLERS
 
 if TYPE_CHECKING:
@@ -30,7 +30,7 @@ def create_app(settings: Settings, on_ready: Callable[[Services], None] | None =
             yield
 
     return Starlette(
-        routes=[*api.routes, *ws.routes, *pages.routes],
+        routes=[*api.routes, *review_api.routes, *ws.routes, *pages.routes],
         exception_handlers=HANDLERS,
         lifespan=lifespan,
     )

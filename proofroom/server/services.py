@@ -17,8 +17,13 @@ from .engines import Engine, choose_engine
 from .jobs import SqliteJobQueue
 from .jobs.worker import Worker
 from .metrics import Metrics
+from .review.decisions import Decisions
+from .review.events import EventBus
+from .review.export import Exporter
 from .review.fixes import Fixes
+from .review.pins import PinTracker
 from .review.sessions import Sessions
+from .review.versions import Versions
 from .rooms import RoomManager
 from .rooms.connection import ConnectionLimits
 from .settings import Settings
@@ -50,6 +55,10 @@ class Services:
     engine_reason: str
     fixes: Fixes
     worker: Worker | None
+    bus: EventBus
+    decisions: Decisions
+    versions: Versions
+    exporter: Exporter
 
 
 def ensure_admin_token(settings: Settings) -> str:
@@ -72,6 +81,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
     data = Path(settings.data)
     admin_token = ensure_admin_token(settings)  # creates the data dir; once, at start
     metrics = Metrics()
+    bus = EventBus()
     async with Database(data / "proofroom.sqlite3", synchronous=settings.sqlite_synchronous) as db:
         doclog = DocLog(db)
         records = Records(db)
@@ -82,6 +92,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             max_doc_bytes=settings.max_doc_bytes,
             compact_after_updates=settings.compact_after_updates,
             idle_seconds=settings.room_idle_seconds,
+            pin_listener=PinTracker(bus),
         ) as rooms:
             metrics.gauge("proofroom_rooms", "Rooms loaded in memory.", lambda: len(rooms.rooms))
             metrics.gauge(
@@ -95,7 +106,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             )
             logger.info("inpaint engine: %s (%s)", engine.name, reason)
             queue = SqliteJobQueue(db, max_attempts=settings.job_max_attempts)
-            fixes = Fixes(records, blobs, rooms, queue, engine)
+            fixes = Fixes(records, blobs, rooms, queue, engine, bus)
             worker = None
             if settings.worker == "embedded":
                 worker = Worker(queue, fixes, lease_seconds=settings.job_lease_seconds)
@@ -131,6 +142,12 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
                     engine_reason=reason,
                     fixes=fixes,
                     worker=worker,
+                    bus=bus,
+                    decisions=Decisions(records, rooms, queue, bus),
+                    versions=Versions(
+                        records, blobs, rooms, bus, max_pixels=settings.max_image_pixels
+                    ),
+                    exporter=Exporter(records, blobs, rooms),
                 )
                 if worker is not None:
                     worker.stop()

@@ -19,8 +19,10 @@ METHODS = {
     "fsr_fast": ("xphoto", "INPAINT_FSR_FAST"),
     "fsr_best": ("xphoto", "INPAINT_FSR_BEST"),
 }
-#: Chosen by fill quality and speed on photographs (scripts/bench_engines.py).
-DEFAULT_METHOD = "telea"
+#: Chosen by fill quality and speed on photographs (scripts/bench_engines.py): Navier-Stokes
+#: fills small masks about 0.6 dB better than TELEA, large ones as well, in the same time;
+#: FSR gains up to 3 dB more on 32-pixel masks but costs 100-3,000 times as long.
+DEFAULT_METHOD = "ns"
 #: Neighbourhood radius (pixels) of the TELEA and Navier-Stokes methods (OpenCV's example).
 RADIUS = 3
 #: Block size of xphoto's FSR methods.

@@ -266,11 +266,12 @@ def _fix_crop(
     if engine.bucket is None:
         fill = engine.inpaint(image.copy(), cmask.copy(), params, reporter.crop(index, (1, 1)))
         _check_engine_output(engine, fill, (h, w))
+        reference = image
     else:
-        fill = _run_bucketed(engine, image, cmask, params, reporter, index, record)
+        fill, reference = _run_bucketed(engine, image, cmask, params, reporter, index, record)
     record["engine_s"] = round(time.perf_counter() - started, 4)
     ring = ring_mask(cmask)
-    matched, record["colour"] = match_colour(fill, image, cmask, ring)
+    matched, record["colour"] = match_colour(fill, reference, cmask, ring)
     rng = np.random.default_rng([params.seed % 2**63, index])
     matched, record["grain"] = match_grain(matched, image, cmask, ring, rng)
     fill8 = np.clip(np.rint(matched), 0, 255).astype(np.uint8)
@@ -295,8 +296,9 @@ def _run_bucketed(
     reporter: _Progress,
     index: int,
     record: dict[str, Any],
-) -> np.ndarray:
-    """Run the engine on the crop resized into its bucket; return the fill at crop size."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """Run the engine on the crop resized into its bucket. Returns the fill at crop size and
+    the crop as the bucket's resolution shows it (what colour matching compares it with)."""
     bucket = engine.bucket
     if bucket is None or bucket <= 0 or bucket % LATENT_GRID:
         raise EngineError(f"the {engine.name} engine's bucket {bucket} is not a multiple of 8")
@@ -309,15 +311,19 @@ def _run_bucketed(
     )
     # The crop's long side fills the bucket; the rest is mirrored context, never masked.
     framed = cv2.copyMakeBorder(resized, 0, bucket - rh, 0, bucket - rw, cv2.BORDER_REFLECT)
-    small = cv2.resize(mask.view(np.uint8), (rw, rh), interpolation=cv2.INTER_AREA) > 0
+    # 255, not 1: a pixel of the bucket that a masked pixel only partly covers stays masked.
+    marked = np.where(mask, 255, 0).astype(np.uint8)
+    small = cv2.resize(marked, (rw, rh), interpolation=cv2.INTER_AREA) > 0
     denoise = np.zeros((bucket, bucket), np.bool_)
     denoise[:rh, :rw] = small
     denoise = denoise_mask(denoise)
     record.update(bucket=bucket, resized=[rw, rh], denoise_pixels=int(np.count_nonzero(denoise)))
     out = engine.inpaint(framed, denoise, params, reporter.crop(index, (rw / bucket, rh / bucket)))
     _check_engine_output(engine, out, (bucket, bucket))
-    return cv2.resize(
-        out[:rh, :rw], (w, h), interpolation=cv2.INTER_CUBIC if shrink else cv2.INTER_AREA
+    back = cv2.INTER_CUBIC if shrink else cv2.INTER_AREA
+    return (
+        cv2.resize(out[:rh, :rw], (w, h), interpolation=back),
+        cv2.resize(resized, (w, h), interpolation=back),
     )
 
 

@@ -30,7 +30,7 @@ from ..jobs.worker import Work, Worker
 from ..rooms import Room, RoomManager
 from ..store.blobs import BlobStore
 from ..store.records import Records
-from . import masks
+from . import events, masks
 from .flatten import flatten_layers
 
 logger = logging.getLogger(__name__)
@@ -60,7 +60,9 @@ class Fixes:
         rooms: RoomManager,
         queue: JobQueue,
         engine: Engine,
+        bus: events.EventBus,
     ) -> None:
+        self.bus = bus
         self.records = records
         self.blobs = blobs
         self.rooms = rooms
@@ -361,6 +363,27 @@ class Fixes:
             entry[schema.Job.STEP] = entry.get(schema.Job.TOTAL)
 
         await self.rooms.server_write(job.session_id, write)
+        self.bus.publish(
+            events.Event(
+                events.LAYER_CREATED,
+                job.session_id,
+                {
+                    "layer": layer[schema.Layer.ID],
+                    "pin": job.pin_id,
+                    "source": "inpaint",
+                    "author": layer[schema.Layer.AUTHOR],
+                    "job": job.id,
+                    "at": layer[schema.Layer.CREATED_AT],
+                },
+            )
+        )
+        self.bus.publish(
+            events.Event(
+                events.JOB_DONE,
+                job.session_id,
+                {"job": job.id, "pin": job.pin_id, "layer": layer[schema.Layer.ID]},
+            )
+        )
 
     async def stopped(self, job: Job) -> None:
         def write(room: Room) -> None:

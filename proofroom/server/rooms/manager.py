@@ -14,7 +14,7 @@ from anyio.abc import TaskGroup
 
 from ..metrics import Metrics
 from ..store.doclog import DocLog
-from .room import Room
+from .room import PinListener, Room
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +30,10 @@ class RoomManager:
         max_doc_bytes: int,
         compact_after_updates: int,
         idle_seconds: float,
+        pin_listener: PinListener | None = None,
     ) -> None:
+        #: Told about pin changes after each commit (see :data:`PinListener`).
+        self.pin_listener = pin_listener
         self._doclog = doclog
         self._metrics = metrics
         self._max_doc_bytes = max_doc_bytes
@@ -85,6 +88,7 @@ class RoomManager:
                     self._metrics,
                     max_doc_bytes=self._max_doc_bytes,
                     compact_after_updates=self._compact_after,
+                    pin_listener=self._on_pins,
                 )
                 await room.load()
                 self.rooms[session_id] = room
@@ -94,6 +98,10 @@ class RoomManager:
                 self._tg.start_soon(self._run_room, room, done)
                 logger.info("room %s loaded", session_id)
             return room
+
+    def _on_pins(self, room: Room, pins: dict[str, dict[str, Any] | None], initial: bool) -> None:
+        if self.pin_listener is not None:
+            self.pin_listener(room, pins, initial)
 
     async def server_write(self, session_id: str, fn: Callable[[Room], Any]) -> Any:
         """Run a server transaction on a session's document (loading it if needed)."""

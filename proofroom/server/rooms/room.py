@@ -34,6 +34,12 @@ SERVER_ORIGIN = "proofroom-server"
 _EMPTY_UPDATE = b"\x00\x00"
 
 
+#: Called after each committed tick with the pins it touched: pin id -> its fields now
+#: (status, author, created_at), or None if it no longer exists; and once after loading
+#: with every pin and ``initial`` true.
+PinListener = Callable[["Room", dict[str, dict[str, Any] | None], bool], None]
+
+
 class Peer(Protocol):
     """What a room needs of a connection."""
 
@@ -83,6 +89,7 @@ class Room:
         *,
         max_doc_bytes: int,
         compact_after_updates: int,
+        pin_listener: PinListener | None = None,
     ) -> None:
         self.session_id = session_id
         self.doc, self.roots = new_document()
@@ -106,6 +113,9 @@ class Room:
         self._compaction: asyncio.Future[WriteResult] | None = None
         self._subscription = self.doc.observe(self._on_update)
         self._guard = Guard(self.doc, self.roots, self.meta)
+        self._pin_listener = pin_listener
+        self._touched_pins: set[str] = set()
+        self._pins_subscription = self.pins.observe_deep(self._on_pins)
 
     # -- loading --------------------------------------------------------------------------
 
@@ -116,6 +126,8 @@ class Room:
             for update in ([snapshot] if snapshot else []) + tail:
                 self.doc.apply_update(update)
         self._captured.clear()
+        self._touched_pins = {str(k) for k in self.pins.keys()}
+        self._report_pins(initial=True)
         self._tail_updates = len(tail)
         self._doc_bytes = len(snapshot or b"") + sum(len(u) for u in tail)
 
@@ -123,6 +135,34 @@ class Room:
         update = event.update
         if update != _EMPTY_UPDATE:
             self._captured.append(update)
+
+    def _on_pins(self, events: list[Any]) -> None:
+        for event in events:
+            path = list(event.path)
+            if path:
+                self._touched_pins.add(str(path[0]))
+            else:
+                self._touched_pins.update(str(key) for key in event.keys)
+
+    def _report_pins(self, initial: bool = False) -> None:
+        touched, self._touched_pins = self._touched_pins, set()
+        if not touched or self._pin_listener is None:
+            return
+        summary: dict[str, dict[str, Any] | None] = {}
+        for pin_id in touched:
+            pin = self.pins.get(pin_id)
+            summary[pin_id] = (
+                {
+                    key: pin.get(key)
+                    for key in (schema.Pin.STATUS, schema.Pin.AUTHOR, schema.Pin.CREATED_AT)
+                }
+                if isinstance(pin, Map)
+                else None
+            )
+        try:
+            self._pin_listener(self, summary, initial)
+        except Exception:
+            logger.exception("pin listener failed in %s", self.session_id)
 
     def _take_captured(self) -> bytes | None:
         if not self._captured:
@@ -192,11 +232,13 @@ class Room:
                 # Nothing of this tick was acknowledged: drop the connections that wrote it
                 # so their clients resend on reconnect, and fail the server writes.
                 logger.exception("could not persist %d updates of %s", len(log), self.session_id)
+                self._touched_pins.clear()
                 self._fail_tick(items, exc)
                 return
             self._tail_updates += len(log)
             self._metrics.updates.inc(len(log))
         self._send(outgoing, direct)
+        self._report_pins()
         for write, value, error in results:
             if not write.future.done():
                 if error is None:

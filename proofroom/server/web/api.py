@@ -14,6 +14,7 @@ from ...shared.permissions import Action
 from ...shared.protocol import CloseCode
 from ..identity import Identity
 from ..jobs.queue import Job
+from ..review.events import SESSION_CREATED, Event
 from ..store.records import SessionRecord
 from .common import base_url, identity, json_body, services
 
@@ -62,6 +63,9 @@ async def create_session(request: Request) -> Response:
         if len(data) > limit:
             raise PayloadTooLarge(f"uploads are limited to {limit} bytes")
     session, links = await svc.sessions.create(data, title, actor)
+    svc.bus.publish(
+        Event(SESSION_CREATED, session.id, {"title": session.title, "at": session.created_at})
+    )
     body = session_json(request, session)
     body["links"] = {
         role.value: review_url(request, session.id, made.token) for role, made in links.items()

@@ -1,0 +1,183 @@
+"""Approvers' decisions on layers, and the state rule (DESIGN.md section 6)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from pycrdt import Map
+
+from ...shared import schema
+from ...shared.enums import DECISION_ORDER, Decision, JobStatus, LayerState, PinStatus
+from ...shared.errors import BadRequest, Conflict, NotFound
+from ...shared.permissions import Action
+from ..identity import Identity
+from ..jobs.queue import JobQueue
+from ..rooms import Room, RoomManager
+from ..store.records import Records, audit_statement
+from . import events
+
+MAX_NOTE_CHARS = 2000
+
+_STATE_OF = {
+    Decision.REJECT: LayerState.REJECTED,
+    Decision.REQUEST_CHANGES: LayerState.CHANGES_REQUESTED,
+}
+
+
+def layer_state(decisions: list[Decision], required_approvals: int) -> LayerState:
+    """The least favourable decision so far; approved only with enough approvals."""
+    for decision in DECISION_ORDER:  # least favourable first
+        if decision in decisions and decision in _STATE_OF:
+            return _STATE_OF[decision]
+    approvals = sum(1 for d in decisions if d is Decision.APPROVE)
+    if approvals and approvals >= required_approvals:
+        return LayerState.APPROVED
+    return LayerState.PENDING
+
+
+def find_layer(room: Room, layer_id: str) -> Map[Any] | None:
+    for layer in room.layers:
+        if isinstance(layer, Map) and layer.get(schema.Layer.ID) == layer_id:
+            return layer
+    return None
+
+
+class Decisions:
+    """Record decisions, derive layer states, resolve pins, and say so to everyone."""
+
+    def __init__(
+        self, records: Records, rooms: RoomManager, queue: JobQueue, bus: events.EventBus
+    ) -> None:
+        self.records = records
+        self.rooms = rooms
+        self.queue = queue
+        self.bus = bus
+
+    async def decide(
+        self, session_id: str, layer_id: str, body: dict[str, Any], actor: Identity
+    ) -> dict[str, Any]:
+        actor = actor.require(session_id, Action.DECIDE)
+        try:
+            decision = Decision(str(body.get("decision")))
+        except ValueError:
+            raise BadRequest(f"decision must be one of {[d.value for d in Decision]}") from None
+        note = body.get("note") or ""
+        if not isinstance(note, str) or len(note) > MAX_NOTE_CHARS:
+            raise BadRequest(f"note must be text of at most {MAX_NOTE_CHARS} characters")
+        session = await self.records.get_session(session_id)
+        if session is None:
+            raise NotFound("no such session")
+        room = await self.rooms.acquire(session_id)
+        if find_layer(room, layer_id) is None:
+            await self._explain_missing(session_id, layer_id)
+        now = time.time()
+
+        def write(room: Room) -> dict[str, Any]:
+            layer = find_layer(room, layer_id)
+            if layer is None:
+                raise NotFound("no such layer in this session")
+            recorded = layer.get(schema.Layer.DECISIONS)
+            if not isinstance(recorded, Map):
+                recorded = Map()
+                layer[schema.Layer.DECISIONS] = recorded
+            previous = recorded.get(actor.user_id)
+            recorded[actor.user_id] = {"decision": decision.value, "note": note, "at": now}
+            before = layer.get(schema.Layer.STATE)
+            everyone: dict[str, Any] = recorded.to_py() or {}
+            state = layer_state(
+                [Decision(d["decision"]) for d in everyone.values()], session.required_approvals
+            )
+            layer[schema.Layer.STATE] = state.value
+            pin_id = layer.get(schema.Layer.PIN_ID)
+            pin_change = _sync_pin(room, pin_id, layer_id, state, before)
+            return {
+                "pin_id": pin_id,
+                "previous": previous,
+                "before": before,
+                "state": state.value,
+                "pin": pin_change,
+                "decisions": everyone,
+            }
+
+        outcome = await room.server_write(write)
+        await self.records.db.write(
+            audit_statement(
+                session_id,
+                actor.user_id,
+                "layer.decision",
+                layer_id,
+                {
+                    "decision": decision.value,
+                    "note": note,
+                    "replaces": outcome["previous"],
+                    "state": outcome["state"],
+                    "was": outcome["before"],
+                },
+            )
+        )
+        self.bus.publish(
+            events.Event(
+                events.LAYER_DECISION,
+                session_id,
+                {
+                    "layer": layer_id,
+                    "pin": outcome["pin_id"],
+                    "decision": decision.value,
+                    "note": note,
+                    "user": actor.user_id,
+                    "state": outcome["state"],
+                    "previous_state": outcome["before"],
+                    "at": now,
+                },
+            )
+        )
+        if outcome["pin"] is not None:
+            kind = events.PIN_RESOLVED if outcome["pin"] == "resolved" else events.PIN_REOPENED
+            self.bus.publish(
+                events.Event(
+                    kind,
+                    session_id,
+                    {"pin": outcome["pin_id"], "by": actor.user_id, "layer": layer_id},
+                )
+            )
+        return {
+            "layer": {"id": layer_id, "state": outcome["state"], "decisions": outcome["decisions"]}
+        }
+
+    async def _explain_missing(self, session_id: str, layer_id: str) -> None:
+        if layer_id.startswith("l_"):
+            job = await self.queue.get(layer_id[2:])
+            if job is not None and job.session_id == session_id:
+                if job.status in (JobStatus.FAILED, JobStatus.CANCELLED):
+                    raise Conflict(f"that job {job.status.value}; it left no version to decide on")
+                if job.status in (JobStatus.QUEUED, JobStatus.RUNNING):
+                    raise Conflict("that job has not finished yet")
+        raise NotFound("no such layer in this session")
+
+
+def _sync_pin(room: Room, pin_id: Any, layer_id: str, state: LayerState, before: Any) -> str | None:
+    """Approving a fix resolves its pin; withdrawing the pin's only approval reopens it."""
+    pin = room.pins.get(pin_id) if isinstance(pin_id, str) else None
+    if not isinstance(pin, Map):
+        return None
+    status = pin.get(schema.Pin.STATUS)
+    if state is LayerState.APPROVED and status != PinStatus.RESOLVED.value:
+        pin[schema.Pin.STATUS] = PinStatus.RESOLVED.value
+        return "resolved"
+    if (
+        state is not LayerState.APPROVED
+        and before == LayerState.APPROVED.value
+        and status == PinStatus.RESOLVED.value
+    ):
+        still_approved = any(
+            isinstance(lay, Map)
+            and lay.get(schema.Layer.PIN_ID) == pin_id
+            and lay.get(schema.Layer.ID) != layer_id
+            and lay.get(schema.Layer.STATE) == LayerState.APPROVED.value
+            for lay in room.layers
+        )
+        if not still_approved:
+            pin[schema.Pin.STATUS] = PinStatus.OPEN.value
+            return "reopened"
+    return None
