@@ -307,7 +307,8 @@ class Fixes:
         preview_id = None
         if isinstance(preview, np.ndarray):
             png = await anyio.to_thread.run_sync(_encode_png, preview)
-            preview_id = await self.blobs.put(png)
+            # A preview is superseded within a second; losing it in a power cut is fine.
+            preview_id = await self.blobs.put(png, durable=False)
 
         def write(room: Room) -> None:
             entry = room.jobs.get(job.id)

@@ -33,11 +33,11 @@ class BlobStore:
             raise NotFound("no such blob")
         return self.root / blob_id[:2] / blob_id[2:]
 
-    async def put(self, data: bytes) -> str:
-        """Store ``data``; return its blob id."""
-        return await anyio.to_thread.run_sync(self.put_sync, data)
+    async def put(self, data: bytes, *, durable: bool = True) -> str:
+        """Store ``data``; return its blob id. ``durable=False`` skips the fsync (previews)."""
+        return await anyio.to_thread.run_sync(self.put_sync, data, durable)
 
-    def put_sync(self, data: bytes) -> str:
+    def put_sync(self, data: bytes, durable: bool = True) -> str:
         """Blocking :meth:`put`, for worker threads."""
         blob_id = hashlib.sha256(data).hexdigest()
         target = self.path(blob_id)
@@ -48,8 +48,9 @@ class BlobStore:
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
+                if durable:
+                    fh.flush()
+                    os.fsync(fh.fileno())
             os.replace(tmp, target)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

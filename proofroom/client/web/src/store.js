@@ -1,0 +1,235 @@
+// The session document as plain snapshots for the UI, and the only place that writes it.
+// Every write checks the role first: a viewer's page never changes its Y.Doc, so it never
+// shows an edit the server would refuse.
+import * as Y from 'yjs'
+import { Emitter } from './events.js'
+import { F, ROOTS, can } from './contract.js'
+import { newId } from './dom.js'
+
+const P = F.Pin
+const CM = F.Comment
+const L = F.Layer
+const J = F.Job
+const M = F.Meta
+
+const now = () => Date.now() / 1000
+const round2 = (v) => Math.round(v * 100) / 100
+const plain = (v) => (v instanceof Y.AbstractType ? v.toJSON() : v)
+
+export class ReadOnlyError extends Error {}
+
+export class DocStore extends Emitter {
+  constructor (doc, { userId, role }) {
+    super()
+    this.doc = doc
+    this.userId = userId
+    this.canComment = can(role, 'comment')
+    this.meta = doc.getMap(ROOTS.META)
+    this.pins = doc.getMap(ROOTS.PINS)
+    this.layers = doc.getArray(ROOTS.LAYERS)
+    this.jobs = doc.getMap(ROOTS.JOBS)
+    this._pinCache = new Map()
+    this._pinList = null
+    this._layerList = null
+    this.pins.observeDeep((events) => {
+      const ids = new Set()
+      for (const event of events) {
+        if (event.target === this.pins) for (const key of event.keys.keys()) ids.add(key)
+        else ids.add(String(event.path[0]))
+      }
+      for (const id of ids) this._pinCache.delete(id)
+      this._pinList = null
+      this.emit('pins', ids)
+    })
+    this.layers.observeDeep(() => {
+      this._layerList = null
+      this.emit('layers')
+    })
+    this.jobs.observeDeep(() => this.emit('jobs'))
+    this.meta.observeDeep(() => this.emit('meta'))
+  }
+
+  // -- reading ------------------------------------------------------------------------------
+
+  metaInfo () {
+    return {
+      title: this.meta.get(M.TITLE),
+      width: this.meta.get(M.WIDTH),
+      height: this.meta.get(M.HEIGHT),
+      base: this.meta.get(M.BASE),
+      locks: (plain(this.meta.get(M.LOCKS)) || []).filter(isBox)
+    }
+  }
+
+  pin (id) {
+    if (this._pinCache.has(id)) return this._pinCache.get(id)
+    const map = this.pins.get(id)
+    const pin = map instanceof Y.Map ? readPin(id, map) : null
+    if (pin) this._pinCache.set(id, pin)
+    return pin
+  }
+
+  /** Every pin, oldest first, each with its number (1, 2, ...) in that order. */
+  pinList () {
+    if (this._pinList) return this._pinList
+    const list = []
+    for (const id of this.pins.keys()) {
+      const pin = this.pin(id)
+      if (pin) list.push(pin)
+    }
+    list.sort((a, b) => a.created_at - b.created_at || (a.id < b.id ? -1 : 1))
+    list.forEach((pin, i) => { pin.number = i + 1 })
+    this._pinList = list
+    return list
+  }
+
+  /** Layers in document order (the order versions were made), each numbered. */
+  layerList () {
+    if (this._layerList) return this._layerList
+    this._layerList = this.layers.toArray()
+      .filter((m) => m instanceof Y.Map)
+      .map((m, i) => readLayer(m, i))
+      .filter((l) => l.id && isBox(l.box))
+    return this._layerList
+  }
+
+  layer (id) {
+    return this.layerList().find((l) => l.id === id) || null
+  }
+
+  jobList () {
+    const out = []
+    for (const [id, map] of this.jobs.entries()) {
+      if (map instanceof Y.Map) out.push({ id, ...readJob(map) })
+    }
+    return out.sort((a, b) => (a.created_at || 0) - (b.created_at || 0))
+  }
+
+  /** The approved layers under `layer` (up to its parent), as the server composed it. */
+  parentChain (layer) {
+    if (!layer.parent) return []
+    const chain = []
+    for (const l of this.layerList()) {
+      if (l.state === 'approved') chain.push(l)
+      if (l.id === layer.parent) return chain
+    }
+    return chain
+  }
+
+  // -- writing ------------------------------------------------------------------------------
+
+  _writable () {
+    if (!this.canComment) throw new ReadOnlyError('This link is read-only.')
+  }
+
+  /** Create an open pin (a point, or a region [x, y, w, h]); return its id. */
+  addPin ({ x, y, text, region }) {
+    this._writable()
+    const id = newId('p')
+    const pin = new Y.Map()
+    pin.set(P.X, round2(x))
+    pin.set(P.Y, round2(y))
+    pin.set(P.AUTHOR, this.userId)
+    pin.set(P.TEXT, text)
+    pin.set(P.STATUS, 'open')
+    pin.set(P.CREATED_AT, now())
+    pin.set(P.THREAD, new Y.Array())
+    if (region) pin.set(P.REGION, region.map(Math.round))
+    this.doc.transact(() => this.pins.set(id, pin))
+    return id
+  }
+
+  reply (pinId, text) {
+    this._writable()
+    const thread = this.pins.get(pinId)?.get(P.THREAD)
+    if (!(thread instanceof Y.Array)) return null
+    const comment = new Y.Map()
+    const id = newId('c')
+    comment.set(CM.ID, id)
+    comment.set(CM.AUTHOR, this.userId)
+    comment.set(CM.TEXT, text)
+    comment.set(CM.AT, now())
+    thread.push([comment])
+    return id
+  }
+
+  setStatus (pinId, status) {
+    this._writable()
+    const pin = this.pins.get(pinId)
+    if (!(pin instanceof Y.Map) || pin.get(P.AUTHOR) !== this.userId) return
+    this.doc.transact(() => {
+      pin.set(P.STATUS, status)
+      pin.set(P.UPDATED_AT, now())
+    })
+  }
+
+  editComment (pinId, commentId, changes) {
+    this._writable()
+    const thread = this.pins.get(pinId)?.get(P.THREAD)
+    if (!(thread instanceof Y.Array)) return
+    const comment = thread.toArray().find((c) => c instanceof Y.Map && c.get(CM.ID) === commentId)
+    if (!comment || comment.get(CM.AUTHOR) !== this.userId) return
+    this.doc.transact(() => {
+      if (changes.text !== undefined) comment.set(CM.TEXT, changes.text)
+      if (changes.deleted !== undefined) comment.set(CM.DELETED, changes.deleted)
+      comment.set(CM.EDITED_AT, now())
+    })
+  }
+}
+
+export function isBox (v) {
+  return Array.isArray(v) && v.length === 4 && v.every(Number.isFinite) && v[2] > 0 && v[3] > 0
+}
+
+function readPin (id, map) {
+  const thread = map.get(P.THREAD)
+  const region = plain(map.get(P.REGION))
+  return {
+    id,
+    x: Number(map.get(P.X)) || 0,
+    y: Number(map.get(P.Y)) || 0,
+    author: map.get(P.AUTHOR),
+    text: String(map.get(P.TEXT) ?? ''),
+    status: map.get(P.STATUS),
+    created_at: Number(map.get(P.CREATED_AT)) || 0,
+    region: isBox(region) ? region : null,
+    mask: map.get(P.MASK) || null,
+    jobs: plain(map.get(P.JOBS)) || [],
+    layers: plain(map.get(P.LAYERS)) || [],
+    thread: thread instanceof Y.Array
+      ? thread.toArray().filter((c) => c instanceof Y.Map).map((c) => ({
+        id: c.get(CM.ID),
+        author: c.get(CM.AUTHOR),
+        text: String(c.get(CM.TEXT) ?? ''),
+        at: c.get(CM.AT),
+        edited_at: c.get(CM.EDITED_AT),
+        deleted: c.get(CM.DELETED) === true
+      }))
+      : []
+  }
+}
+
+function readLayer (map, index) {
+  return {
+    index,
+    id: map.get(L.ID),
+    pin_id: map.get(L.PIN_ID),
+    patch: map.get(L.PATCH),
+    box: plain(map.get(L.BOX)),
+    parent: map.get(L.PARENT) || null,
+    source: map.get(L.SOURCE),
+    params: plain(map.get(L.PARAMS)) || {},
+    author: map.get(L.AUTHOR),
+    created_at: map.get(L.CREATED_AT),
+    state: map.get(L.STATE) || 'pending',
+    decisions: plain(map.get(L.DECISIONS)) || {}
+  }
+}
+
+function readJob (map) {
+  const job = {}
+  for (const key of Object.values(J)) job[key] = plain(map.get(key))
+  // Fields the server may add (a box for the preview) come along as they are.
+  for (const [key, value] of map.entries()) if (!(key in job)) job[key] = plain(value)
+  return job
+}
