@@ -24,6 +24,8 @@ import numpy as np
 
 from ...shared.errors import BadRequest
 from .base import Engine, EngineError, FixResult, InpaintParams, ProgressFn
+from .matching import match_colour, match_grain, ring_mask
+from .progress import Preview, Progress
 
 logger = logging.getLogger(__name__)
 
@@ -33,22 +35,12 @@ Box = tuple[int, int, int, int]
 MIN_CONTEXT = 32
 #: ...or this fraction of the part's longer side, which keeps crops within 2:1.
 CONTEXT_RATIO = 0.5
-#: Width of the ring of unmasked pixels that colour and grain are matched to.
-RING_WIDTH = 16
 #: Latent cells of a diffusion model: the denoise mask is snapped to this grid.
 LATENT_GRID = 8
 #: How far (bucket pixels) the denoise mask grows before it is snapped.
 DENOISE_GROW = 8
 #: Gaussian sigma (pixels) of the feather at the mask's edge.
 FEATHER_SIGMA = 1.0
-#: Gaussian sigma (pixels) of the blur whose residual measures grain.
-GRAIN_SIGMA = 1.0
-#: Colour matching may scale the fill's spread by no less / no more than this...
-SPREAD_LIMITS = (0.67, 1.5)
-#: ...and treats a mean shift (LAB units) larger than this as no drift it can correct.
-MAX_DRIFT = 25.0
-#: Longest side of the progress preview.
-PREVIEW_SIDE = 256
 
 _KERNEL3 = np.ones((3, 3), np.uint8)
 
@@ -92,7 +84,7 @@ def run_fix(
     crops = _crops(mask, box)
     height, width = mask.shape
     patch = np.zeros((box[3], box[2], 4), np.uint8)
-    reporter = _Progress(progress, _Preview(parent, mask, box, [c.box for c in crops]))
+    reporter = Progress(progress, Preview(parent, mask, box, [c.box for c in crops]))
     records = []
     for index, crop in enumerate(crops):
         fill, alpha, record = _fix_crop(parent, mask, crop, engine, params, index, reporter)
@@ -251,7 +243,7 @@ def _fix_crop(
     engine: Engine,
     params: InpaintParams,
     index: int,
-    reporter: _Progress,
+    reporter: Progress,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """The matched fill (uint8 RGB) and alpha (uint8) of one crop, and its provenance."""
     x, y, w, h = crop.box
@@ -293,7 +285,7 @@ def _run_bucketed(
     image: np.ndarray,
     mask: np.ndarray,
     params: InpaintParams,
-    reporter: _Progress,
+    reporter: Progress,
     index: int,
     record: dict[str, Any],
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -338,100 +330,6 @@ def denoise_mask(mask: np.ndarray) -> np.ndarray:
     return np.repeat(np.repeat(cells, g, axis=0), g, axis=1)
 
 
-def ring_mask(mask: np.ndarray) -> np.ndarray:
-    """Unmasked pixels within RING_WIDTH of the mask (the reference for colour and grain)."""
-    outside = np.where(mask, 0, 255).astype(np.uint8)
-    distance = cv2.distanceTransform(outside, cv2.DIST_L2, 3)
-    ring: np.ndarray = (distance > 0) & (distance <= RING_WIDTH)
-    return ring
-
-
-def _lab(pixels: np.ndarray) -> np.ndarray:
-    """Nx3 uint8 RGB pixels as Nx3 float32 LAB (L 0-100)."""
-    scaled = pixels.astype(np.float32)[None] / np.float32(255)
-    lab: np.ndarray = cv2.cvtColor(scaled, cv2.COLOR_RGB2LAB)[0]
-    return lab
-
-
-def match_colour(
-    fill: np.ndarray, image: np.ndarray, mask: np.ndarray, ring: np.ndarray
-) -> tuple[np.ndarray, dict[str, Any]]:
-    """The fill (float32 RGB, 0-255) with the engine's colour drift taken out.
-
-    The reference is the ring: the LAB mean and spread of the engine's output there are
-    moved to the parent's, and the fill inside the mask gets the same correction. An engine
-    that returns the context untouched (classical) needs none; one that re-renders it (a
-    diffusion VAE) loses its shift without new content being pulled toward the surroundings,
-    as matching the fill's own statistics to the ring's would (BENCHMARKS.md measures both).
-    """
-    out = fill.astype(np.float32)
-    record: dict[str, Any] = {"ring_pixels": int(np.count_nonzero(ring))}
-    theirs, ours = fill[ring], image[ring]
-    if not theirs.size or np.array_equal(theirs, ours):
-        record["drift"] = None
-        return out, record
-    lab_theirs, lab_ours = _lab(theirs), _lab(ours)
-    mean_t, std_t = lab_theirs.mean(axis=0), lab_theirs.std(axis=0)
-    mean_o, std_o = lab_ours.mean(axis=0), lab_ours.std(axis=0)
-    record.update(drift=_rounded(mean_t - mean_o), ring_lab_mean=_rounded(mean_o))
-    if np.abs(mean_t - mean_o).max() > MAX_DRIFT:
-        # Not drift: the engine did not render the context (its pixels there are free).
-        record["skipped"] = "the engine's output around the mask is not the parent's"
-        return out, record
-    scale = np.where(std_t > 1e-3, std_o / np.maximum(std_t, 1e-3), 1.0)
-    scale = np.clip(scale, *SPREAD_LIMITS).astype(np.float32)
-    record["scale"] = _rounded(scale)
-    corrected = (_lab(fill[mask]) - mean_t) * scale + mean_o
-    rgb = cv2.cvtColor(corrected[None].astype(np.float32), cv2.COLOR_LAB2RGB)[0]
-    out[mask] = np.clip(rgb, 0, 1) * 255
-    return out, record
-
-
-def _residual_sigma(rgb: np.ndarray, where: np.ndarray) -> np.ndarray:
-    """Per-channel noise level at ``where``: the robust (MAD) spread of image minus blur."""
-    image = rgb.astype(np.float32)
-    residual = (image - cv2.GaussianBlur(image, (0, 0), GRAIN_SIGMA))[where]
-    deviation = np.abs(residual - np.median(residual, axis=0))
-    sigma: np.ndarray = 1.4826 * np.median(deviation, axis=0) / _RESIDUAL_GAIN
-    return sigma
-
-
-def _residual_gain() -> float:
-    """How much of white noise's sigma survives 'image minus GaussianBlur(GRAIN_SIGMA)'."""
-    k1 = cv2.getGaussianKernel(2 * math.ceil(3 * GRAIN_SIGMA) + 1, GRAIN_SIGMA)[:, 0]
-    k2 = np.outer(k1, k1)
-    centre = k2[k2.shape[0] // 2, k2.shape[1] // 2]
-    return float(np.sqrt(1 - 2 * centre + np.sum(k2**2)))
-
-
-_RESIDUAL_GAIN = _residual_gain()
-
-
-def match_grain(
-    fill: np.ndarray,
-    image: np.ndarray,
-    mask: np.ndarray,
-    ring: np.ndarray,
-    rng: np.random.Generator,
-) -> tuple[np.ndarray, dict[str, Any]]:
-    """The fill (float32 RGB) with seeded Gaussian noise inside the mask that brings its
-    noise level up to the ring's (a smooth fill next to grainy pixels shows as a patch)."""
-    core = cv2.erode(mask.view(np.uint8), _KERNEL3).view(np.bool_)
-    if not ring.any() or not core.any():
-        return fill, {"added": [0.0, 0.0, 0.0]}
-    ring_sigma = _residual_sigma(image, ring)
-    fill_sigma = _residual_sigma(fill, core)
-    added = np.sqrt(np.maximum(ring_sigma**2 - fill_sigma**2, 0)).astype(np.float32)
-    if added.any():
-        noise = rng.standard_normal((int(np.count_nonzero(mask)), 3), dtype=np.float32)
-        fill[mask] += noise * added
-    return fill, {
-        "ring": _rounded(ring_sigma),
-        "fill": _rounded(fill_sigma),
-        "added": _rounded(added),
-    }
-
-
 def composite_alpha(mask: np.ndarray) -> np.ndarray:
     """Float32 alpha: the mask shrunk by a pixel, feathered, then clamped to the mask.
 
@@ -446,10 +344,6 @@ def composite_alpha(mask: np.ndarray) -> np.ndarray:
     alpha = np.maximum(alpha, thin.astype(np.float32))
     clamped: np.ndarray = alpha * mask
     return clamped
-
-
-def _rounded(values: np.ndarray) -> list[float]:
-    return [round(float(v), 3) for v in values]
 
 
 # -- the patch and its check ----------------------------------------------------------------
@@ -486,106 +380,3 @@ def _check(parent: np.ndarray, mask: np.ndarray, patch: np.ndarray, box: Box) ->
                 f"the composite {what} {rows.size} pixels outside the mask (the first at "
                 f"x={x + int(cols[0])}, y={y + int(rows[0])}); the fix was not stored"
             )
-
-
-# -- progress -------------------------------------------------------------------------------
-
-
-class _Preview:
-    """The mask's bounding box at most PREVIEW_SIDE wide, with the crops' fills pasted in."""
-
-    def __init__(self, parent: np.ndarray, mask: np.ndarray, box: Box, crops: list[Box]) -> None:
-        self._parent, self._mask, self._box, self.crops = parent, mask, box, crops
-        self._scale = min(1.0, PREVIEW_SIDE / max(box[2], box[3]))
-        self._size = (max(1, round(box[2] * self._scale)), max(1, round(box[3] * self._scale)))
-        self._image: np.ndarray | None = None
-        self._shown = np.zeros((0, 0), np.bool_)
-
-    def _canvas(self) -> np.ndarray:
-        if self._image is None:  # built on first use: an engine may give no previews
-            x, y, w, h = self._box
-            region = self._parent[y : y + h, x : x + w]
-            marked = np.where(self._mask[y : y + h, x : x + w], 255, 0).astype(np.uint8)
-            self._image = cv2.resize(region, self._size, interpolation=cv2.INTER_AREA)
-            self._shown = cv2.resize(marked, self._size, interpolation=cv2.INTER_AREA) > 0
-        return self._image
-
-    def paste(self, index: int, picture: Any, content: tuple[float, float]) -> np.ndarray | None:
-        """Paste an engine's picture of crop ``index`` (of which ``content`` is the part
-        showing the crop) under the mask; the updated preview, or None if unusable."""
-        if not (
-            isinstance(picture, np.ndarray)
-            and picture.dtype == np.uint8
-            and picture.ndim == 3
-            and picture.shape[2] == 3
-            and picture.size
-        ):
-            return None
-        canvas = self._canvas()
-        bx, by, bw, bh = self._box
-        cx, cy, cw, ch = self.crops[index]
-        x0, y0 = max(bx, cx), max(by, cy)
-        x1, y1 = min(bx + bw, cx + cw), min(by + bh, cy + ch)
-        s = self._scale
-        dx0, dy0 = (
-            min(round((x0 - bx) * s), self._size[0] - 1),
-            min(round((y0 - by) * s), self._size[1] - 1),
-        )
-        dx1 = min(max(dx0 + 1, round((x1 - bx) * s)), self._size[0])
-        dy1 = min(max(dy0 + 1, round((y1 - by) * s)), self._size[1])
-        if x1 <= x0 or y1 <= y0:
-            return canvas.copy()
-        ph, pw = picture.shape[:2]
-        fx, fy = pw * content[0] / cw, ph * content[1] / ch
-        sx0, sy0 = min(int((x0 - cx) * fx), pw - 1), min(int((y0 - cy) * fy), ph - 1)
-        sx1 = max(sx0 + 1, min(math.ceil((x1 - cx) * fx), pw))
-        sy1 = max(sy0 + 1, min(math.ceil((y1 - cy) * fy), ph))
-        part = cv2.resize(
-            np.ascontiguousarray(picture[sy0:sy1, sx0:sx1]),
-            (dx1 - dx0, dy1 - dy0),
-            interpolation=cv2.INTER_AREA,
-        )
-        where = self._shown[dy0:dy1, dx0:dx1]
-        canvas[dy0:dy1, dx0:dx1][where] = part[where]
-        return canvas.copy()
-
-
-class _Progress:
-    """Sums the crops' steps into one (step, total) and keeps the preview up to date."""
-
-    def __init__(self, callback: ProgressFn, preview: _Preview) -> None:
-        self._callback = callback
-        self._preview = preview
-        self._totals: list[int | None] = [None] * len(preview.crops)
-        self._steps = [0] * len(preview.crops)
-        self._sent = -1
-
-    def crop(self, index: int, content: tuple[float, float]) -> ProgressFn:
-        """The progress function for crop ``index``; ``content`` is the fraction (width,
-        height) of the engine's image that shows the crop (less than 1 in a bucket)."""
-
-        def report(step: int, total: int, preview: np.ndarray | None) -> None:
-            self._totals[index] = max(int(total), int(step), 1)
-            self._steps[index] = max(self._steps[index], int(step))
-            shown = None if preview is None else self._preview.paste(index, preview, content)
-            self._send(shown)
-
-        return report
-
-    def crop_done(self, index: int, fill: np.ndarray) -> None:
-        """Mark crop ``index`` finished (its engine may not have reported the last step)."""
-        total = max(self._totals[index] or 1, self._steps[index])
-        self._totals[index] = self._steps[index] = total
-        shown = self._preview.paste(index, fill, (1.0, 1.0))
-        self._send(shown, only_if_advanced=True)
-
-    def _send(self, preview: np.ndarray | None, only_if_advanced: bool = False) -> None:
-        # Crops not started yet are guessed to take as many steps as the last one known.
-        known = [t for t in self._totals if t is not None]
-        guess = known[-1] if known else 1
-        total = sum(t if t is not None else guess for t in self._totals)
-        step = min(sum(self._steps), total)
-        if step < self._sent or (only_if_advanced and step == self._sent):
-            return
-        self._sent = step
-        self._callback(step, total, preview)
