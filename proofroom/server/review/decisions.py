@@ -145,6 +145,68 @@ class Decisions:
             "layer": {"id": layer_id, "state": outcome["state"], "decisions": outcome["decisions"]}
         }
 
+    async def set_required_approvals(
+        self, session_id: str, required: int, actor: Identity
+    ) -> list[dict[str, Any]]:
+        """Change how many approvals a layer needs, and re-derive every layer's state."""
+        actor = actor.require(session_id, Action.ADMINISTER)
+        await self.records.db.write(
+            ("UPDATE sessions SET required_approvals = ? WHERE id = ?", (required, session_id)),
+            audit_statement(
+                session_id,
+                actor.user_id,
+                "session.update",
+                session_id,
+                {"required_approvals": required},
+            ),
+        )
+
+        def write(room: Room) -> list[dict[str, Any]]:
+            changed = []
+            for layer in room.layers:
+                if not isinstance(layer, Map):
+                    continue
+                recorded = layer.get(schema.Layer.DECISIONS)
+                everyone: dict[str, Any] = (
+                    recorded.to_py() or {} if isinstance(recorded, Map) else {}
+                )
+                state = layer_state([Decision(d["decision"]) for d in everyone.values()], required)
+                before = layer.get(schema.Layer.STATE)
+                if state.value != before:
+                    layer[schema.Layer.STATE] = state.value
+                    layer_id = str(layer.get(schema.Layer.ID))
+                    pin = _sync_pin(room, layer.get(schema.Layer.PIN_ID), layer_id, state, before)
+                    changed.append(
+                        {
+                            "layer": layer_id,
+                            "pin": layer.get(schema.Layer.PIN_ID),
+                            "state": state.value,
+                            "previous_state": before,
+                            "pin_change": pin,
+                        }
+                    )
+            return changed
+
+        changed: list[dict[str, Any]] = await self.rooms.server_write(session_id, write)
+        for change in changed:
+            self.bus.publish(
+                events.Event(
+                    events.LAYER_DECISION,
+                    session_id,
+                    {
+                        "layer": change["layer"],
+                        "pin": change["pin"],
+                        "decision": None,
+                        "user": actor.user_id,
+                        "state": change["state"],
+                        "previous_state": change["previous_state"],
+                        "at": time.time(),
+                        "reason": "required_approvals changed",
+                    },
+                )
+            )
+        return changed
+
     async def _explain_missing(self, session_id: str, layer_id: str) -> None:
         if layer_id.startswith("l_"):
             job = await self.queue.get(layer_id[2:])

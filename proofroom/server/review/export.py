@@ -60,7 +60,7 @@ class Exporter:
                     "id": data.get(schema.Layer.ID),
                     "pin": data.get(schema.Layer.PIN_ID),
                     "source": data.get(schema.Layer.SOURCE),
-                    "box": data.get(schema.Layer.BOX),
+                    "box": _whole(data.get(schema.Layer.BOX)),
                     "patch": data.get(schema.Layer.PATCH),
                     "author": data.get(schema.Layer.AUTHOR),
                     "created_at": data.get(schema.Layer.CREATED_AT),
@@ -68,13 +68,13 @@ class Exporter:
                     "approved_at": approvals[-1]["at"] if approvals else None,
                     "prompt": params.get("prompt"),
                     "negative_prompt": params.get("negative_prompt"),
-                    "seed": params.get("seed"),
-                    "steps": params.get("steps"),
+                    "seed": _whole(params.get("seed")),
+                    "steps": _whole(params.get("steps")),
                     "strength": params.get("strength"),
                     "guidance": params.get("guidance"),
                     "engine": params.get("engine"),
                     "model": params.get("model") or params.get("method"),
-                    "params": params,
+                    "params": _whole(params),
                 }
             )
         return {
@@ -143,5 +143,11 @@ def a1111_parameters(info: dict[str, Any]) -> str:
 
 
 def _whole(value: Any) -> Any:
-    """pycrdt reads every number as a float: give integers back as integers."""
-    return int(value) if isinstance(value, float) and value.is_integer() else value
+    """pycrdt reads every number as a float: give whole numbers back as integers."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, list):
+        return [_whole(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _whole(v) for k, v in value.items()}
+    return value

@@ -14,8 +14,8 @@ from PIL import Image
 from pycrdt import Array, Map
 
 from ...shared import schema
-from ...shared.enums import LayerSource, LayerState
-from ...shared.errors import BadRequest, NotFound
+from ...shared.enums import LayerSource, LayerState, PinStatus
+from ...shared.errors import BadRequest, Conflict, NotFound
 from ...shared.permissions import Action
 from ..identity import Identity
 from ..images import normalize_image
@@ -62,8 +62,11 @@ class Versions:
         if session is None:
             raise NotFound("no such session")
         room = await self.rooms.acquire(session_id)
-        if not isinstance(room.pins.get(pin_id), Map):
+        pin = room.pins.get(pin_id)
+        if not isinstance(pin, Map):
             raise NotFound("no such pin in this session")
+        if pin.get(schema.Pin.STATUS) == PinStatus.RESOLVED.value:
+            raise Conflict("the pin is resolved; reopen it before adding a version")
         normalized = normalize_image(image, max_pixels=self.max_pixels)
         parent_id = _last_approved_layer(room)
         chain = _approved_chain(room, parent_id)

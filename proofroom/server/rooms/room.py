@@ -265,7 +265,7 @@ class Room:
         if not can_write_doc(conn.identity.role):
             # A reconnecting viewer's step 2 carries its delete set even when it has
             # nothing new; only updates that would add something are refused out loud.
-            if self._adds_content(msg.payload):
+            if msg.step is SyncStep.UPDATE or self._adds_content(msg.payload):
                 direct.append((conn, codec.permission_denied("read-only: viewers cannot edit")))
             return
         if self._doc_bytes + len(msg.payload) > self._max_doc_bytes:

@@ -11,7 +11,6 @@ from starlette.routing import Route
 
 from ...shared.errors import BadRequest, PayloadTooLarge
 from ...shared.permissions import Action
-from ..store.records import audit_statement
 from .common import identity, json_body, services
 
 
@@ -69,17 +68,14 @@ async def update_session(request: Request) -> Response:
     required = body.get("required_approvals")
     if isinstance(required, bool) or not isinstance(required, int) or not 1 <= required <= 20:
         raise BadRequest("required_approvals must be an integer from 1 to 20")
-    await svc.db.write(
-        ("UPDATE sessions SET required_approvals = ? WHERE id = ?", (required, session_id)),
-        audit_statement(
-            session_id,
-            actor.user_id,
-            "session.update",
-            session_id,
-            {"required_approvals": required},
-        ),
+    changed = await svc.decisions.set_required_approvals(session_id, required, actor)
+    return JSONResponse(
+        {
+            "id": session_id,
+            "required_approvals": required,
+            "changed": [{"layer": c["layer"], "state": c["state"]} for c in changed],
+        }
     )
-    return JSONResponse({"id": session_id, "required_approvals": required})
 
 
 async def export_png(request: Request) -> Response:
