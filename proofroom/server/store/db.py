@@ -1,9 +1,15 @@
-"""The SQLite database: one writer connection fed by one write path, one reader connection.
+"""The SQLite database: one writer thread fed by one write path, one aiosqlite reader.
 
-Every write goes through :meth:`Database.write`: operations queue up and a single writer
-task commits whatever is waiting in one transaction (group commit). Each operation runs
-under its own savepoint, so one failing operation does not undo its neighbours. A caller's
+Every write goes through :meth:`Database.write`: operations queue up, and a single writer
+commits whatever is waiting in one transaction (group commit). Each operation runs under
+its own savepoint, so one failing operation does not undo its neighbours. A caller's
 ``await`` returns only after the commit, which is what "durable before visible" relies on.
+
+The writer is a plain ``sqlite3`` connection owned by one dedicated thread, and a whole
+batch (BEGIN, every savepoint and statement, COMMIT) runs there in a single hand-off. Driving
+the same work statement by statement through aiosqlite cost four to six thread round trips
+per update, which under load (a thousand updates a second) became the server's bottleneck.
+Reads stay on aiosqlite (WAL lets them run beside the writer and see only committed data).
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import asyncio
 import logging
 import sqlite3
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -47,7 +54,8 @@ class Database:
     def __init__(self, path: Path, *, synchronous: str = "NORMAL") -> None:
         self.path = path
         self._synchronous = synchronous
-        self._writer: aiosqlite.Connection | None = None
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
+        self._writer: sqlite3.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
         self._queue: asyncio.Queue[_Op | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
@@ -55,10 +63,13 @@ class Database:
 
     async def __aenter__(self) -> Database:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._writer = await self._connect()
-        await self._migrate(self._writer)
-        self._reader = await self._connect()
-        self._task = asyncio.get_running_loop().create_task(self._write_loop())
+        loop = asyncio.get_running_loop()
+        self._writer = await loop.run_in_executor(self._thread, self._open_writer)
+        self._reader = await aiosqlite.connect(self.path)
+        self._reader.row_factory = sqlite3.Row
+        for pragma in self._pragmas():
+            await self._reader.execute(pragma)
+        self._task = loop.create_task(self._write_loop())
         return self
 
     async def __aexit__(
@@ -70,28 +81,38 @@ class Database:
         if self._task is not None:
             await self._queue.put(None)
             await self._task
-        for conn in (self._reader, self._writer):
-            if conn is not None:
-                await conn.close()
+        if self._reader is not None:
+            await self._reader.close()
+        if self._writer is not None:
+            await asyncio.get_running_loop().run_in_executor(self._thread, self._writer.close)
+        self._thread.shutdown(wait=True)
 
-    async def _connect(self) -> aiosqlite.Connection:
-        conn = await aiosqlite.connect(self.path)
+    def _pragmas(self) -> list[str]:
+        return [
+            "PRAGMA journal_mode=WAL",
+            f"PRAGMA synchronous={self._synchronous}",
+            "PRAGMA foreign_keys=ON",
+            "PRAGMA busy_timeout=5000",
+        ]
+
+    def _open_writer(self) -> sqlite3.Connection:
+        # isolation_level=None: transactions are ours (BEGIN/SAVEPOINT/COMMIT), explicitly.
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         conn.row_factory = sqlite3.Row
-        await conn.execute("PRAGMA journal_mode=WAL")
-        await conn.execute(f"PRAGMA synchronous={self._synchronous}")
-        await conn.execute("PRAGMA foreign_keys=ON")
-        await conn.execute("PRAGMA busy_timeout=5000")
+        for pragma in self._pragmas():
+            conn.execute(pragma)
+        self._migrate(conn)
         return conn
 
-    async def _migrate(self, conn: aiosqlite.Connection) -> None:
-        await conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-        rows = list(await conn.execute_fetchall("SELECT max(version) FROM schema_version"))
-        current = rows[0][0] or 0
+    @staticmethod
+    def _migrate(conn: sqlite3.Connection) -> None:
+        conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        current = conn.execute("SELECT max(version) FROM schema_version").fetchone()[0] or 0
         for number, script in enumerate(MIGRATIONS, start=1):
             if number <= current:
                 continue
             logger.info("applying migration %d", number)
-            await conn.executescript(
+            conn.executescript(
                 f"BEGIN;\n{script}\nINSERT INTO schema_version VALUES ({number});\nCOMMIT;"
             )
 
@@ -108,8 +129,7 @@ class Database:
         return future
 
     async def _write_loop(self) -> None:
-        assert self._writer is not None
-        conn = self._writer
+        loop = asyncio.get_running_loop()
         while True:
             op = await self._queue.get()
             batch: list[_Op] = []
@@ -123,45 +143,50 @@ class Database:
                 else:
                     batch.append(nxt)
             if batch:
-                await self._commit_batch(conn, batch)
+                statements = [op.statements for op in batch]
+                outcomes = await loop.run_in_executor(self._thread, self._commit, statements)
+                for op, outcome in zip(batch, outcomes, strict=True):
+                    if op.future.done():
+                        continue
+                    if isinstance(outcome, BaseException):
+                        op.future.set_exception(outcome)
+                    else:
+                        op.future.set_result(outcome)
             if stopping:
                 return
 
-    async def _commit_batch(self, conn: aiosqlite.Connection, batch: list[_Op]) -> None:
-        results: list[tuple[_Op, WriteResult | BaseException]] = []
+    def _commit(self, batch: list[list[Statement]]) -> list[WriteResult | BaseException]:
+        """One transaction for the whole batch, on the writer thread."""
+        conn = self._writer
+        assert conn is not None
         try:
-            await conn.execute("BEGIN")
-            for op in batch:
-                results.append((op, await self._run_op(conn, op)))
-            await conn.commit()
-            self.commits += 1
+            conn.execute("BEGIN")
+            outcomes: list[WriteResult | BaseException] = [
+                self._run_op(conn, statements) for statements in batch
+            ]
+            conn.execute("COMMIT")
         except (sqlite3.Error, OSError) as exc:
             logger.exception("commit of %d write operations failed", len(batch))
             if conn.in_transaction:
-                await conn.rollback()
-            results = [(op, exc) for op in batch]
-        for op, outcome in results:
-            if op.future.done():
-                continue
-            if isinstance(outcome, BaseException):
-                op.future.set_exception(outcome)
-            else:
-                op.future.set_result(outcome)
+                conn.execute("ROLLBACK")
+            return [exc] * len(batch)
+        self.commits += 1
+        return outcomes
 
     @staticmethod
-    async def _run_op(conn: aiosqlite.Connection, op: _Op) -> WriteResult | BaseException:
-        await conn.execute("SAVEPOINT op")
+    def _run_op(conn: sqlite3.Connection, statements: list[Statement]) -> WriteResult | Exception:
+        conn.execute("SAVEPOINT op")
         try:
             result = WriteResult(0, [])
-            for sql, params in op.statements:
-                cursor = await conn.execute(sql, params)
-                rows = list(await cursor.fetchall()) if " RETURNING " in sql.upper() else []
+            for sql, params in statements:
+                cursor = conn.execute(sql, params)
+                rows = cursor.fetchall() if " RETURNING " in sql.upper() else []
                 result = WriteResult(cursor.lastrowid or 0, rows)
         except sqlite3.Error as exc:
-            await conn.execute("ROLLBACK TO op")
-            await conn.execute("RELEASE op")
+            conn.execute("ROLLBACK TO op")
+            conn.execute("RELEASE op")
             return exc
-        await conn.execute("RELEASE op")
+        conn.execute("RELEASE op")
         return result
 
     # -- reads ----------------------------------------------------------------------------
