@@ -88,7 +88,8 @@ async def test_a_fix_becomes_a_layer_everyone_sees(server: RunningServer) -> Non
         await viewer.wait_for(lambda: len(viewer.layers) == 1, timeout=30)
         job = viewer.jobs[job_id]
         assert job["status"] == "done" and job["layer"] == f"l_{job_id}"
-        assert seen_status[0] == "queued" and "done" in seen_status
+        # An idle worker may claim the job before the viewer hears it was queued.
+        assert seen_status[0] in ("queued", "running") and seen_status[-1] == "done"
         layer = viewer.layers[0]
         assert layer["pin_id"] == "p1" and layer["state"] == "pending"
         assert layer["author"] == users["editor"] and layer["source"] == "inpaint"
@@ -103,6 +104,8 @@ async def test_a_fix_becomes_a_layer_everyone_sees(server: RunningServer) -> Non
         assert patch.shape[:2] == (h, w)
         mask = np.zeros(base.shape[:2], dtype=bool)
         mask[30:54, 40:70] = True
+        # Fully opaque inside the mask (feathered only at its edge): the fix really shows.
+        assert patch[..., 3].max() == 255
         result = composite(base, patch, layer["box"])
         assert np.array_equal(result[~mask], base[~mask])
         assert not np.array_equal(result[mask], base[mask])

@@ -98,6 +98,8 @@ class Job:
     POSITION: Final = "position"
     ERROR: Final = "error"
     LAYER: Final = "layer"
+    #: [x, y, w, h] of the mask's bounding box: where the live preview goes.
+    BOX: Final = "box"
     CREATED_AT: Final = "created_at"
     STARTED_AT: Final = "started_at"
     FINISHED_AT: Final = "finished_at"

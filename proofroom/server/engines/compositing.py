@@ -204,7 +204,7 @@ def _crops(mask: np.ndarray, box: Box) -> list[_Crop]:
     """One crop per group of mask components whose crops overlap, so crops are disjoint."""
     bx, by, bw, bh = box
     height, width = mask.shape
-    region = np.ascontiguousarray(mask[by : by + bh, bx : bx + bw]).view(np.uint8)
+    region = np.ascontiguousarray(mask[by : by + bh, bx : bx + bw]).astype(np.uint8)
     count, _, stats, _ = cv2.connectedComponentsWithStats(region, connectivity=8)
     boxes = []
     for x, y, w, h, _area in stats[1:count]:
@@ -323,7 +323,7 @@ def denoise_mask(mask: np.ndarray) -> np.ndarray:
     """``mask`` grown by DENOISE_GROW pixels, then every 8x8 latent cell it touches."""
     size = 2 * DENOISE_GROW + 1
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
-    grown = cv2.dilate(mask.view(np.uint8), kernel)
+    grown = cv2.dilate(mask.astype(np.uint8), kernel)
     h, w = mask.shape
     g = LATENT_GRID
     cells = grown.reshape(h // g, g, w // g, g).any(axis=(1, 3))
@@ -335,7 +335,7 @@ def composite_alpha(mask: np.ndarray) -> np.ndarray:
 
     Parts too thin to shrink (a scratch one or two pixels wide) are replaced outright.
     """
-    m8 = mask.view(np.uint8)
+    m8 = mask.astype(np.uint8)
     core = cv2.erode(m8, _KERNEL3)
     thin = mask & (cv2.dilate(core, _KERNEL3) == 0)
     alpha = cv2.GaussianBlur(

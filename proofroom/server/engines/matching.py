@@ -98,7 +98,7 @@ def match_grain(
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """The fill (float32 RGB) with seeded Gaussian noise inside the mask that brings its
     noise level up to the ring's (a smooth fill next to grainy pixels shows as a patch)."""
-    core = cv2.erode(mask.view(np.uint8), _KERNEL3).view(np.bool_)
+    core = cv2.erode(mask.astype(np.uint8), _KERNEL3).view(np.bool_)
     if not ring.any() or not core.any():
         return fill, {"added": [0.0, 0.0, 0.0]}
     ring_sigma = _residual_sigma(image, ring)

@@ -99,6 +99,8 @@ class Fixes:
             await anyio.to_thread.run_sync(masks.encode_mask_png, mask)
         )
         parent = _last_approved_layer(room)
+        ys, xs = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
+        box = [int(xs[0]), int(ys[0]), int(xs[-1] - xs[0] + 1), int(ys[-1] - ys[0] + 1)]
         jobs = [
             NewJob(
                 id=f"j_{secrets.token_hex(6)}",
@@ -110,6 +112,7 @@ class Fixes:
                     "variant": i,
                     "variants": variants,
                     "mask": mask_blob,
+                    "box": box,
                     "base": session.base_blob,
                     "parent": parent,
                     "author": actor.user_id,

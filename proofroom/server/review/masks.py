@@ -35,7 +35,10 @@ def decode_mask_png(data: bytes, width: int, height: int) -> np.ndarray:
         except (OSError, ValueError, SyntaxError):
             raise BadRequest("the mask PNG could not be decoded") from None
         if img.mode == "1":
-            return np.array(img, dtype=bool)
+            # Pillow's 1-bit pixels arrive as 0/255 bytes: compare, so that the bools are
+            # canonical 0/1 (a byte view of them is used as a 0/1 weight downstream).
+            canonical: np.ndarray = np.asarray(img, dtype=np.uint8) != 0
+            return canonical
         if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
             alpha = np.asarray(img.convert("RGBA"))[..., 3]
             if alpha.min() != alpha.max():

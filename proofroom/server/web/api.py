@@ -12,7 +12,8 @@ from starlette.routing import Route
 from ...shared.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge, ProofroomError
 from ...shared.permissions import Action
 from ...shared.protocol import CloseCode
-from ..identity import Identity
+from ..auth import user_id_for
+from ..identity import ADMIN_USER_ID, Identity
 from ..jobs.queue import Job
 from ..review.events import SESSION_CREATED, Event
 from ..store.records import SessionRecord
@@ -124,6 +125,20 @@ async def list_invites(request: Request) -> Response:
     return JSONResponse({"invites": [i.public() for i in invites]})
 
 
+async def participants(request: Request) -> Response:
+    """Names and roles behind the user ids in a session's document, for everyone in it."""
+    session_id = request.path_params["session_id"]
+    (await identity(request)).require(session_id, Action.VIEW)
+    svc = services(request)
+    await svc.sessions.require(session_id)
+    people = {
+        user_id_for(i.id): {"name": i.name, "role": i.role.value, "active": i.is_active()}
+        for i in await svc.records.list_invites(session_id)
+    }
+    people[ADMIN_USER_ID] = {"name": "Admin", "role": "owner", "active": True}
+    return JSONResponse({"participants": people})
+
+
 async def revoke_invite(request: Request) -> Response:
     session_id = request.path_params["session_id"]
     actor = (await identity(request)).require(session_id, Action.ADMINISTER)
@@ -232,6 +247,7 @@ routes = [
     Route("/api/sessions/{session_id}", get_session),
     Route("/api/sessions/{session_id}/invites", invites_collection, methods=["GET", "POST"]),
     Route("/api/sessions/{session_id}/invites/{invite_id}", revoke_invite, methods=["DELETE"]),
+    Route("/api/sessions/{session_id}/participants", participants),
     Route("/api/sessions/{session_id}/pins/{pin_id}/fix", request_fix, methods=["POST"]),
     Route("/api/jobs/{job_id}", get_job),
     Route("/api/jobs/{job_id}/cancel", cancel_job, methods=["POST"]),
