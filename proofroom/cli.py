@@ -56,6 +56,28 @@ def build_parser() -> argparse.ArgumentParser:
     invite.add_argument("--name", required=True)
     invite.add_argument("--expires-in", type=float, help="seconds until the link expires")
     client_args(invite)
+
+    status = sub.add_parser("status", help="the producer's view: every session's figures")
+    status.add_argument(
+        "--state",
+        action="append",
+        choices=["pending", "approved", "changes_requested", "rejected", "open", "done"],
+        help="sessions with versions in this state (open: open pins); repeat for any of",
+    )
+    status.add_argument("--search", "-q", help="title contains this text")
+    status.add_argument("--since", help="created at or after (Unix seconds or ISO 8601)")
+    status.add_argument("--until", help="created before (Unix seconds or ISO 8601)")
+    status.add_argument("--sort", help="e.g. -time_in_review, title (default -last_activity)")
+    status.add_argument("--limit", type=int)
+    status.add_argument("--json", action="store_true", help="print the JSON answer")
+    client_args(status)
+
+    export = sub.add_parser("export", help="download the approved result and its provenance")
+    export.add_argument("session")
+    export.add_argument(
+        "-o", "--output", type=Path, help="PNG path (default proofroom-SESSION.png)"
+    )
+    client_args(export)
     return parser
 
 
@@ -136,6 +158,26 @@ async def run_client_command(args: argparse.Namespace) -> None:
         elif args.command == "invite":
             made = await api.create_invite(args.session, args.role, args.name, args.expires_in)
             print(json.dumps({"token": made["token"], "url": made["url"]}))
+        elif args.command == "status":
+            from .client.report import status_table
+
+            body = await api.producer(
+                state=",".join(args.state) if args.state else None,
+                q=args.search,
+                since=args.since,
+                until=args.until,
+                sort=args.sort,
+                limit=args.limit,
+            )
+            print(json.dumps(body, indent=2) if args.json else status_table(body))
+        elif args.command == "export":
+            output = args.output or Path(f"proofroom-{args.session}.png")
+            png = await api.export_png(args.session)
+            sidecar = await api.export_json(args.session)
+            output.write_bytes(png)
+            output.with_suffix(".json").write_text(json.dumps(sidecar, indent=2) + "\n")
+            print(f"{output}  ({len(sidecar['layers'])} approved layers)")
+            print(output.with_suffix(".json"))
 
 
 def _read_token(data: Path) -> str | None:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator, Iterable
 from types import TracebackType
 from typing import Any
 
 import httpx
+
+from .events import ServerEvent, parse_sse
 
 
 class ApiError(Exception):
@@ -83,6 +87,52 @@ class ApiClient:
 
     async def blob(self, blob_id: str) -> bytes:
         return (await self.request("GET", f"/blobs/{blob_id}")).content
+
+    async def producer(self, **filters: Any) -> dict[str, Any]:
+        """The producer's view: ``state``, ``q``, ``since``, ``until``, ``sort``, ``limit``."""
+        params = {k: v for k, v in filters.items() if v is not None}
+        return await self.json("GET", "/api/producer", params=params)  # type: ignore[no-any-return]
+
+    async def producer_session(self, session_id: str) -> dict[str, Any]:
+        return await self.json(  # type: ignore[no-any-return]
+            "GET", f"/api/producer/sessions/{session_id}"
+        )
+
+    async def export_png(self, session_id: str) -> bytes:
+        return (await self.request("GET", f"/api/sessions/{session_id}/export.png")).content
+
+    async def export_json(self, session_id: str) -> dict[str, Any]:
+        return await self.json(  # type: ignore[no-any-return]
+            "GET", f"/api/sessions/{session_id}/export.json"
+        )
+
+    @contextlib.asynccontextmanager
+    async def events(
+        self, types: Iterable[str] | None = None, session: str | None = None
+    ) -> AsyncIterator[AsyncIterator[ServerEvent]]:
+        """``async with api.events() as stream: async for ev in stream`` (server-sent events).
+
+        The first message is ``ready`` (the subscription is live); the stream ends when the
+        server ends it (``closing`` at shutdown, ``dropped`` for a client that fell behind).
+        """
+        params: dict[str, str] = {}
+        if types:
+            params["types"] = ",".join(types)
+        if session:
+            params["session"] = session
+        timeout = httpx.Timeout(self._http.timeout.connect, read=None)
+        async with self._http.stream(
+            "GET", "/api/events", params=params, timeout=timeout
+        ) as response:
+            if response.status_code >= 400:
+                await response.aread()
+                status = response.status_code
+                try:
+                    err = response.json()["error"]
+                except (ValueError, KeyError, TypeError):
+                    raise ApiError(status, "http_error", response.text[:200]) from None
+                raise ApiError(status, err["code"], err["message"])
+            yield parse_sse(response.aiter_lines())
 
 
 def token_from_url(url: str) -> str:

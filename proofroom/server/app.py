@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
 from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 
 from .services import Services, open_services
 from .settings import Settings
-from .web import api, pages, review_api, ws
+from .web import api, events_api, pages, producer_api, review_api, ws
 from .web.errors import HANDLERS
 
 if TYPE_CHECKING:
@@ -22,15 +23,24 @@ def create_app(settings: Settings, on_ready: Callable[[Services], None] | None =
     """An app whose services start with its lifespan; ``on_ready`` runs once they are up."""
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        pages.check_bundle()
         async with open_services(settings) as services:
             app.state.services = services
             if on_ready is not None:
                 on_ready(services)
-            yield
+            # Set when the server starts shutting down (see _draining_http_protocol).
+            yield {events_api.DRAINING: asyncio.Event()}
 
     return Starlette(
-        routes=[*api.routes, *review_api.routes, *ws.routes, *pages.routes],
+        routes=[
+            *api.routes,
+            *review_api.routes,
+            *producer_api.routes,
+            *events_api.routes,
+            *ws.routes,
+            *pages.routes,
+        ],
         exception_handlers=HANDLERS,
         lifespan=lifespan,
     )
@@ -50,7 +60,27 @@ def uvicorn_config(app: Starlette, settings: Settings) -> uvicorn.Config:
         log_level="warning",
         access_log=False,
         lifespan="on",
+        http=_draining_http_protocol(),
     )
+
+
+def _draining_http_protocol() -> type[asyncio.Protocol]:
+    """uvicorn's HTTP/1.1 protocol, telling the app when shutdown begins.
+
+    At shutdown uvicorn waits for every open response to finish before the lifespan ends,
+    without telling the app: an endless response (the event stream) would hold it forever.
+    This sets the lifespan state's draining event first, so such responses end themselves.
+    """
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class DrainingH11Protocol(H11Protocol):
+        def shutdown(self) -> None:
+            draining = self.app_state.get(events_api.DRAINING)
+            if isinstance(draining, asyncio.Event):
+                draining.set()
+            super().shutdown()
+
+    return DrainingH11Protocol
 
 
 def bind_socket(host: str, port: int) -> socket.socket:

@@ -22,8 +22,11 @@ from .review.events import EventBus
 from .review.export import Exporter
 from .review.fixes import Fixes
 from .review.pins import PinTracker
+from .review.producer import ProducerIndex
+from .review.producer_view import ProducerView
 from .review.sessions import Sessions
 from .review.versions import Versions
+from .review.webhooks import WebhookConfig, Webhooks
 from .rooms import RoomManager
 from .rooms.connection import ConnectionLimits
 from .settings import Settings
@@ -59,6 +62,9 @@ class Services:
     decisions: Decisions
     versions: Versions
     exporter: Exporter
+    producer: ProducerIndex
+    producer_view: ProducerView
+    webhooks: Webhooks
 
 
 def ensure_admin_token(settings: Settings) -> str:
@@ -82,10 +88,15 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
     admin_token = ensure_admin_token(settings)  # creates the data dir; once, at start
     metrics = Metrics()
     bus = EventBus()
+    webhook_config = WebhookConfig.from_settings(settings)  # bad URLs fail here, at start
     async with Database(data / "proofroom.sqlite3", synchronous=settings.sqlite_synchronous) as db:
         doclog = DocLog(db)
         records = Records(db)
         blobs = BlobStore(data / "blobs")
+        producer = ProducerIndex(db)
+        bus.listen(producer.on_event)
+        webhooks = Webhooks(db, webhook_config)
+        bus.listen(webhooks.on_event)
         async with RoomManager(
             doclog,
             metrics,
@@ -114,6 +125,8 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             async with anyio.create_task_group() as tg:
                 if worker is not None:
                     tg.start_soon(worker.run)
+                tg.start_soon(webhooks.run)
+                tg.start_soon(producer.rebuild_in_background, rooms)
                 yield Services(
                     settings=settings,
                     admin_token=admin_token,
@@ -148,6 +161,9 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
                         records, blobs, rooms, bus, max_pixels=settings.max_image_pixels
                     ),
                     exporter=Exporter(records, blobs, rooms),
+                    producer=producer,
+                    producer_view=ProducerView(db),
+                    webhooks=webhooks,
                 )
                 if worker is not None:
                     worker.stop()

@@ -59,6 +59,25 @@ class Settings:
     #: Compact a room's log once this many updates follow its snapshot.
     compact_after_updates: int = 500
 
+    # Event stream and webhooks.
+    #: Seconds between heartbeat comments on ``GET /api/events``.
+    events_heartbeat_seconds: float = 15.0
+    #: Comma-separated URLs that receive review events as signed JSON POSTs.
+    webhook_urls: str = ""
+    #: Key of the ``X-Proofroom-Signature`` HMAC; webhooks go unsigned without one.
+    webhook_secret: str | None = None
+    #: Comma-separated event types sent to webhooks.
+    webhook_events: str = "layer.created,layer.decision,job.done,job.failed,job.cancelled"
+    #: Deadline for one delivery attempt.
+    webhook_timeout_seconds: float = 10.0
+    #: Attempts before a delivery is given up (connection errors, timeouts, 5xx, 429).
+    webhook_max_attempts: int = 10
+    #: First retry delay; doubles per attempt (with jitter) up to the maximum.
+    webhook_backoff_seconds: float = 1.0
+    webhook_backoff_max_seconds: float = 300.0
+    #: Deliveries in flight at once (one per endpoint at most).
+    webhook_concurrency: int = 8
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Defaults, then ``PROOFROOM_*`` variables, then explicit (non-None) overrides."""

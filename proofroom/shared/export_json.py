@@ -1,4 +1,4 @@
-"""The contract as JSON, for the browser client's build (``python -m proofroom.shared.export_json``).
+"""The contract as JSON for the browser client's build: ``python -m proofroom.shared.export_json``.
 
 The browser bundle embeds this file, so root names, field names, enums, the role table and
 the close codes have one source of truth: the definitions in this package.

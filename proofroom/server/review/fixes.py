@@ -120,30 +120,24 @@ class Fixes:
             )
             for i in range(variants)
         ]
-        queued = await self.queue.enqueue(jobs)
-        total = params.steps
+        # Durable in the queue first, then visible; workers wake once everyone can see it.
+        queued = await self.queue.enqueue(jobs, wake=False)
 
         def announce(room: Room) -> None:
-            now = time.time()
             for job in queued:
-                room.jobs[job.id] = Map(
-                    {
-                        schema.Job.PIN_ID: pin_id,
-                        schema.Job.STATUS: JobStatus.QUEUED.value,
-                        schema.Job.STEP: 0,
-                        schema.Job.TOTAL: total,
-                        schema.Job.PREVIEW: None,
-                        schema.Job.POSITION: 0,
-                        schema.Job.ERROR: None,
-                        schema.Job.LAYER: None,
-                        schema.Job.CREATED_AT: now,
-                        schema.Job.STARTED_AT: None,
-                        schema.Job.FINISHED_AT: None,
-                    }
-                )
+                _job_entry(room, job)
             _pin_links(room, pin_id, schema.Pin.JOBS).extend([j.id for j in queued])
 
         await room.server_write(announce)
+        self.queue.wakeup.set()
+        for job in queued:
+            self.bus.publish(
+                events.Event(
+                    events.JOB_QUEUED,
+                    session_id,
+                    {"job": job.id, "pin": pin_id, "by": actor.user_id},
+                )
+            )
         await self.records.audit(
             session_id,
             actor.user_id,
@@ -400,6 +394,15 @@ class Fixes:
 
         await self.rooms.server_write(job.session_id, write)
         await self.refresh_positions()
+        kind = {JobStatus.FAILED: events.JOB_FAILED, JobStatus.CANCELLED: events.JOB_CANCELLED}
+        if job.status in kind:  # not when a job is requeued
+            self.bus.publish(
+                events.Event(
+                    kind[job.status],
+                    job.session_id,
+                    {"job": job.id, "pin": job.pin_id, "error": job.error},
+                )
+            )
 
 
 class _ParentCache:

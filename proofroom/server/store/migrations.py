@@ -82,4 +82,77 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         last_claimed REAL NOT NULL
     );
     """,
+    # 3: the producer's index: per-session figures derived from review events (rebuildable
+    # from the documents, so no foreign keys: it may briefly hold rows ahead of the sessions).
+    """
+    CREATE TABLE producer_sessions (
+        id TEXT PRIMARY KEY,
+        title TEXT NOT NULL DEFAULT '',
+        created_at REAL NOT NULL,
+        last_activity REAL NOT NULL,
+        versions INTEGER NOT NULL DEFAULT 0,
+        pending INTEGER NOT NULL DEFAULT 0,
+        approved INTEGER NOT NULL DEFAULT 0,
+        changes_requested INTEGER NOT NULL DEFAULT 0,
+        rejected INTEGER NOT NULL DEFAULT 0,
+        pins INTEGER NOT NULL DEFAULT 0,
+        open_pins INTEGER NOT NULL DEFAULT 0,
+        approved_pins INTEGER NOT NULL DEFAULT 0,
+        rounds_sum INTEGER NOT NULL DEFAULT 0,
+        median_to_approval REAL,
+        last_approved_at REAL,
+        -- JSON array of the times its approved versions were approved, ascending.
+        approvals TEXT NOT NULL DEFAULT '[]',
+        jobs_done INTEGER NOT NULL DEFAULT 0,
+        jobs_failed INTEGER NOT NULL DEFAULT 0,
+        jobs_cancelled INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX producer_sessions_created ON producer_sessions(created_at);
+    CREATE TABLE producer_pins (
+        session_id TEXT NOT NULL,
+        pin_id TEXT NOT NULL,
+        created_at REAL,
+        status TEXT NOT NULL,
+        first_approved_at REAL,
+        rounds INTEGER,
+        PRIMARY KEY (session_id, pin_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE producer_layers (
+        session_id TEXT NOT NULL,
+        layer_id TEXT NOT NULL,
+        pin_id TEXT,
+        created_at REAL NOT NULL,
+        state TEXT NOT NULL,
+        approved_at REAL,
+        PRIMARY KEY (session_id, layer_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX producer_layers_state ON producer_layers(session_id, state);
+    CREATE INDEX producer_layers_pin ON producer_layers(session_id, pin_id, created_at);
+    CREATE TABLE producer_jobs (
+        session_id TEXT NOT NULL,
+        job_id TEXT NOT NULL,
+        status TEXT NOT NULL,
+        PRIMARY KEY (session_id, job_id)
+    ) WITHOUT ROWID;
+    """,
+    # 4: the webhook outbox: one row per (event, endpoint), delivered at least once.
+    """
+    CREATE TABLE webhook_deliveries (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        url TEXT NOT NULL,
+        event_type TEXT NOT NULL,
+        session_id TEXT,
+        body BLOB NOT NULL,
+        status TEXT NOT NULL DEFAULT 'pending',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL,
+        next_attempt_at REAL NOT NULL,
+        last_attempt_at REAL,
+        last_status INTEGER,
+        last_error TEXT,
+        finished_at REAL
+    );
+    CREATE INDEX webhook_deliveries_due ON webhook_deliveries(status, next_attempt_at);
+    """,
 )

@@ -16,7 +16,6 @@ export class CanvasRenderer {
     this.images = images
     this.scene = scene
     this._frame = 0
-    this.firstImageDrawn = null
   }
 
   invalidate () {
@@ -43,6 +42,7 @@ export class CanvasRenderer {
       const half = view.width / 2
       this._half(scene, compare, dpr, 0, half, -half / 2, false)
       this._half(scene, compare, dpr, half, half, half / 2, true)
+      this._mark('view', `${view.scale},${view.tx},${view.ty}`)
       return
     }
     this._setTransform(dpr, 0)
@@ -50,6 +50,12 @@ export class CanvasRenderer {
     const animating = this._stack(scene, compare)
     if (compare) this._compare(scene, compare, dpr)
     if (animating) this.invalidate()
+    this._mark('view', `${view.scale},${view.tx},${view.ty}`)
+  }
+
+  /** Say on the canvas element what it shows (data-view, as the stage's; data-patches). */
+  _mark (key, value) {
+    if (this.canvas.dataset[key] !== String(value)) this.canvas.dataset[key] = value
   }
 
   _setTransform (dpr, shift) {
@@ -77,7 +83,6 @@ export class CanvasRenderer {
     const base = this.images.get(scene.base)
     if (base) {
       ctx.drawImage(base, 0, 0, scene.width, scene.height)
-      if (this.firstImageDrawn === null) this.firstImageDrawn = performance.now()
     } else {
       // Until the image arrives, its frame shows where pins and regions sit.
       ctx.fillStyle = '#2b2f36'
@@ -85,11 +90,13 @@ export class CanvasRenderer {
     }
   }
 
+  /** Draw a layer's patch; false while its image loads. */
   _patch (layer) {
     const img = this.images.get(layer.patch)
-    if (!img) return
+    if (!img) return false
     const [x, y, w, h] = layer.box
     this.ctx.drawImage(img, x, y, w, h)
+    return true
   }
 
   /** Base, visible layers and job previews; returns whether a fade is still running. */
@@ -102,7 +109,9 @@ export class CanvasRenderer {
       if (compare.mode === 'diff') this._patch(compare.layer)
       return false
     }
-    for (const layer of scene.layers) this._patch(layer)
+    let patches = 0
+    for (const layer of scene.layers) if (this._patch(layer)) patches++
+    this._mark('patches', patches) // layer patches drawn
     let animating = false
     const t = performance.now()
     for (const preview of scene.previews) {

@@ -36,7 +36,7 @@ export class Connection extends Emitter {
     this.why = ''
     this.everSynced = false
     const scheme = location.protocol === 'https:' ? 'wss' : 'ws'
-    this.provider = new WebsocketProvider(`${scheme}://${location.host}/ws`, sessionId, this.doc, {
+    this.provider = new WebsocketProvider(`${scheme}://${location.host}/ws`, encodeURIComponent(sessionId), this.doc, {
       connect: false,
       params: { token },
       // Tabs of one browser may hold different roles: never pass updates between them.

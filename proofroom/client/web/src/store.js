@@ -16,14 +16,14 @@ const now = () => Date.now() / 1000
 const round2 = (v) => Math.round(v * 100) / 100
 const plain = (v) => (v instanceof Y.AbstractType ? v.toJSON() : v)
 
-export class ReadOnlyError extends Error {}
-
 export class DocStore extends Emitter {
   constructor (doc, { userId, role }) {
     super()
     this.doc = doc
     this.userId = userId
     this.canComment = can(role, 'comment')
+    // Set when the server closed the connection for good: edits could never be sent.
+    this.closed = false
     this.meta = doc.getMap(ROOTS.META)
     this.pins = doc.getMap(ROOTS.PINS)
     this.layers = doc.getArray(ROOTS.LAYERS)
@@ -118,13 +118,16 @@ export class DocStore extends Emitter {
 
   // -- writing ------------------------------------------------------------------------------
 
+  /** Whether this page may write now; if not, says so (once per attempt) and writes nothing. */
   _writable () {
-    if (!this.canComment) throw new ReadOnlyError('This link is read-only.')
+    if (this.canComment && !this.closed) return true
+    this.emit('read-only', this.closed ? 'disconnected' : 'role')
+    return false
   }
 
   /** Create an open pin (a point, or a region [x, y, w, h]); return its id. */
   addPin ({ x, y, text, region }) {
-    this._writable()
+    if (!this._writable()) return null
     const id = newId('p')
     const pin = new Y.Map()
     pin.set(P.X, round2(x))
@@ -140,7 +143,7 @@ export class DocStore extends Emitter {
   }
 
   reply (pinId, text) {
-    this._writable()
+    if (!this._writable()) return null
     const thread = this.pins.get(pinId)?.get(P.THREAD)
     if (!(thread instanceof Y.Array)) return null
     const comment = new Y.Map()
@@ -154,7 +157,7 @@ export class DocStore extends Emitter {
   }
 
   setStatus (pinId, status) {
-    this._writable()
+    if (!this._writable()) return
     const pin = this.pins.get(pinId)
     if (!(pin instanceof Y.Map) || pin.get(P.AUTHOR) !== this.userId) return
     this.doc.transact(() => {
@@ -164,7 +167,7 @@ export class DocStore extends Emitter {
   }
 
   editComment (pinId, commentId, changes) {
-    this._writable()
+    if (!this._writable()) return
     const thread = this.pins.get(pinId)?.get(P.THREAD)
     if (!(thread instanceof Y.Array)) return
     const comment = thread.toArray().find((c) => c instanceof Y.Map && c.get(CM.ID) === commentId)

@@ -1,0 +1,90 @@
+// Who is here: a participant list with roles, this person's name and whether others may
+// follow their view, and a Follow button for each presenter who allows it.
+import { h, replace } from '../dom.js'
+import { perFrame } from '../events.js'
+
+const ROLE_LABEL = { viewer: 'Viewer', commenter: 'Commenter', editor: 'Editor', approver: 'Approver', owner: 'Owner' }
+
+export function mountPeople (root, avatars, app) {
+  const { presence } = app
+  const name = h('input', { type: 'text', maxlength: 80, value: presence.name, 'aria-label': 'Your name' })
+  const saveName = () => presence.setName(name.value)
+  name.addEventListener('change', saveName)
+  name.addEventListener('keydown', (e) => { if (e.key === 'Enter') { e.preventDefault(); saveName(); name.blur() } })
+  const followable = h('input', {
+    type: 'checkbox',
+    onchange: (e) => {
+      presence.setFollowable(e.target.checked)
+      app.toast(e.target.checked ? 'Others can now follow your view.' : 'Nobody can follow your view now.')
+    }
+  })
+  const list = h('ul', { class: 'people', 'aria-label': 'Participants' })
+  root.append(
+    h('h2', {}, 'You'),
+    h('label', { class: 'field' }, 'Your name', name),
+    h('label', { class: 'check' }, followable, 'Let others follow my view (present)'),
+    h('p', { class: 'muted' }, `You joined as ${ROLE_LABEL[app.me.role] || app.me.role}.`),
+    h('h2', {}, 'Here now'),
+    list)
+
+  const render = perFrame(() => {
+    const peers = presence.peers()
+    const following = presence.following
+    replace(list,
+      h('li', { class: 'person me' }, dot(presence.colour), h('span', { class: 'person-name' }, `${presence.name} (you)`), roleBadge(app.me.role)),
+      peers.map((p) => h('li', { class: 'person', dataset: { clientId: p.clientId } },
+        dot(p.colour),
+        h('span', { class: 'person-name' }, p.name),
+        roleBadge(p.role),
+        p.follow && p.follow === app.me.userId ? h('span', { class: 'muted' }, 'follows you') : null,
+        p.followable
+          ? h('button', {
+            type: 'button',
+            class: following === p.clientId ? 'primary' : '',
+            'aria-pressed': String(following === p.clientId),
+            onclick: () => presence.follow(following === p.clientId ? null : p.clientId)
+          }, following === p.clientId ? 'Following' : 'Follow')
+          : null)))
+    const everyone = [{ name: presence.name, colour: presence.colour, role: app.me.role, me: true }, ...peers]
+    replace(avatars, everyone.slice(0, 8).map(avatar),
+      everyone.length > 8 ? h('span', { class: 'avatar more' }, `+${everyone.length - 8}`) : null)
+  })
+
+  presence.on('peers', render)
+  presence.on('names', render)
+  presence.on('follow', (peer) => {
+    render()
+    if (peer) app.toast(`Following ${peer.name}. Move the view to stop.`)
+  })
+  app.on('user-moved-view', () => {
+    if (presence.following !== null) {
+      presence.follow(null)
+      app.toast('Stopped following.')
+    }
+  })
+  render()
+}
+
+function avatar (p) {
+  const el = h('span', {
+    class: 'avatar',
+    title: `${p.name} · ${ROLE_LABEL[p.role] || p.role}${p.me ? ' (you)' : ''}`,
+    'aria-label': `${p.name}, ${p.role}`
+  }, initials(p.name))
+  el.style.setProperty('--c', p.colour)
+  return el
+}
+
+function dot (colour) {
+  const el = h('span', { class: 'dot', 'aria-hidden': 'true' })
+  el.style.setProperty('--c', colour)
+  return el
+}
+
+function roleBadge (role) {
+  return h('span', { class: `badge role-${role}` }, ROLE_LABEL[role] || role)
+}
+
+function initials (name) {
+  return name.split(/\s+/).filter(Boolean).slice(0, 2).map((w) => w[0].toUpperCase()).join('') || '?'
+}

@@ -1,0 +1,203 @@
+// The review room: boots from the share link (/s/{session}?token=...), joins the live
+// document and wires the canvas, the panels and the shortcuts together.
+import { Api, ApiError } from './api.js'
+import { App } from './app.js'
+import { CanvasRenderer } from './canvas.js'
+import { Connection } from './connection.js'
+import { Cursors } from './cursors.js'
+import { byId } from './dom.js'
+import { perFrame } from './events.js'
+import { ImageCache } from './images.js'
+import { attachInput } from './input.js'
+import { Markers } from './markers.js'
+import { Overlay } from './overlay.js'
+import { Presence } from './presence.js'
+import { DocStore } from './store.js'
+import { View } from './view.js'
+import { PinComposer } from './composer.js'
+import { mountCompareUi } from './compare-ui.js'
+import { mountShortcuts } from './shortcuts.js'
+import { mountStatus, fatal } from './status.js'
+import { mountToolbar } from './toolbar.js'
+import { mountPinsPanel } from './panels/pins.js'
+import { mountLayersPanel } from './panels/layers.js'
+import { mountFixPanel } from './panels/fix.js'
+import { mountPeople } from './panels/people.js'
+import { mountSharePanel } from './panels/share.js'
+
+const WHY = {
+  401: 'This link is not valid, or it has expired. Ask the session owner for a new one.',
+  403: 'This link belongs to another session, or it was revoked.',
+  404: 'This session does not exist.'
+}
+
+async function boot () {
+  const sessionId = document.body.dataset.session
+  const token = new URLSearchParams(location.search).get('token')
+  if (!token) return fatal('Open this page from a share link: the link carries your access token.')
+  const api = new Api(token)
+  let me, session
+  try {
+    [me, session] = await Promise.all([api.get('/api/whoami'), api.get(`/api/sessions/${encodeURIComponent(sessionId)}`)])
+  } catch (err) {
+    return fatal(err instanceof ApiError ? WHY[err.status] || err.message : String(err))
+  }
+  const view = new View()
+  const conn = new Connection({ sessionId, token })
+  const identity = { userId: me.user_id, name: me.name, role: me.role }
+  const store = new DocStore(conn.doc, identity)
+  const presence = new Presence(conn.awareness, identity, sessionId)
+  let renderer = null
+  const images = new ImageCache((id) => api.blobUrl(id), () => renderer && renderer.invalidate())
+  images.load(session.base) // start the largest download before anything else
+  const app = new App({ api, me: identity, session, conn, store, presence, view, images })
+  const body = document.body
+  body.classList.add(`role-${me.role}`)
+  for (const [cap, on] of Object.entries(app.caps)) body.classList.toggle(`can-${cap}`, on)
+  byId('title').textContent = session.title
+  document.title = `${session.title} · Proofroom`
+  byId('role-badge').textContent = me.role
+
+  // -- the stage --------------------------------------------------------------------------
+  const stage = byId('stage')
+  renderer = new CanvasRenderer(byId('image-canvas'), view, images, () => app.imageScene())
+  const overlay = new Overlay(byId('overlay-canvas'), view, () => app.overlayScene())
+  const markers = new Markers(byId('markers'), view, { onSelect: (id) => app.selectPin(id) })
+  const cursors = new Cursors(byId('cursors'), view)
+  const composer = new PinComposer(byId('composer-host'), app)
+  app.redraw = () => {
+    renderer.invalidate()
+    overlay.invalidate()
+  }
+  view.imageWidth = session.width
+  view.imageHeight = session.height
+  new ResizeObserver(() => {
+    const r = stage.getBoundingClientRect()
+    view.resize(r.width, r.height)
+    renderer.resize(r.width, r.height)
+    overlay.resize(r.width, r.height)
+  }).observe(stage)
+  const r = stage.getBoundingClientRect()
+  view.resize(r.width, r.height)
+  view.fit()
+  view.on('change', () => {
+    app.redraw()
+    markers.position()
+    cursors.position()
+    composer.position()
+    presence.setViewport(view.viewport())
+    stage.dataset.view = `${view.scale},${view.tx},${view.ty}`
+  })
+  stage.dataset.view = `${view.scale},${view.tx},${view.ty}`
+  presence.on('leader-viewport', (vp) => view.follow(vp))
+
+  const renderMarkers = perFrame(() => {
+    const busy = new Set(store.jobList().filter((j) => j.status === 'queued' || j.status === 'running').map((j) => j.pin_id))
+    markers.render(store.pinList(), {
+      selectedId: app.state.selectedPin,
+      userId: me.user_id,
+      busyPins: busy,
+      showResolved: app.state.showResolved,
+      nameOf: (id) => presence.nameOf(id)
+    })
+  })
+  store.on('pins', () => { renderMarkers(); overlay.invalidate() })
+  store.on('jobs', renderMarkers)
+  store.on('meta', () => {
+    overlay.invalidate()
+    const title = store.metaInfo().title
+    if (title) byId('title').textContent = title
+  })
+  store.on('layers', () => {
+    for (const layer of store.layerList()) images.load(layer.patch).catch(() => {})
+  })
+  app.on('change:selectedPin', renderMarkers)
+  presence.on('peers', (peers) => cursors.render(peers))
+  presence.on('names', renderMarkers)
+
+  // -- panels -------------------------------------------------------------------------------
+  const pinsPanel = mountPinsPanel(byId('panel-pins'), app)
+  mountLayersPanel(byId('panel-layers'), app)
+  if (app.caps.edit) mountFixPanel(byId('panel-fix'), app)
+  mountPeople(byId('panel-people'), byId('avatars'), app)
+  const share = app.caps.administer ? mountSharePanel(byId('panel-share'), app) : null
+  mountTabs(app)
+  mountToolbar(byId('toolbar'), app)
+  mountCompareUi(byId('compare-ui'), app)
+  mountStatus(app, { badge: byId('conn'), banner: byId('banner'), toasts: byId('toasts') })
+  mountShortcuts(app, { help: byId('help'), composer, pinsPanel })
+  byId('help-btn').addEventListener('click', () => byId('help').showModal())
+  byId('sidebar-btn').addEventListener('click', () => body.classList.toggle('sidebar-open'))
+
+  attachInput(stage, app, {
+    onPinDraft: (draft) => {
+      if (!app.caps.comment) return
+      composer.open(draft)
+    },
+    onLockDrawn: (box) => share && share.addLock(box)
+  })
+  app.on('change:tool', (tool) => {
+    stage.dataset.tool = tool
+    // The panel changes, but does not slide over the canvas where one is about to draw.
+    if (['brush', 'erase', 'box'].includes(tool)) app.set('tab', 'fix')
+    if (tool === 'lock') app.set('tab', 'share')
+  })
+  app.on('locks-unavailable', () => {
+    if (app.state.tool === 'lock') app.set('tool', 'hand')
+    body.classList.add('no-locks')
+  })
+  app.on('stage-tap', () => body.classList.remove('sidebar-open'))
+  const touch = matchMedia('(pointer: coarse)').matches
+  app.set('tool', app.caps.comment && !touch ? 'pin' : 'hand')
+  stage.dataset.tool = app.state.tool
+
+  // -- ready ----------------------------------------------------------------------------------
+  store.on('read-only', (why) => app.toast(why === 'disconnected'
+    ? 'This page is disconnected for good: changes cannot be saved. Reload to rejoin.'
+    : 'Your link is read-only.'))
+  conn.on('state', (state) => {
+    if (state === 'closed') store.closed = true
+    if (state === 'synced' && body.dataset.state !== 'ready') {
+      renderMarkers()
+      requestAnimationFrame(() => {
+        body.dataset.state = 'ready'
+        performance.mark('proofroom-interactive')
+      })
+    }
+  })
+  images.load(session.base).then(() => {
+    renderer.invalidate()
+    requestAnimationFrame(() => {
+      body.dataset.image = 'drawn'
+      performance.mark('proofroom-image')
+    })
+  }, () => app.toast('The image could not be loaded.', 'error'))
+  conn.start()
+  renderMarkers()
+}
+
+function mountTabs (app) {
+  const tabs = [...document.querySelectorAll('[data-tab]')]
+  for (const tab of tabs) {
+    const allowed = { fix: app.caps.edit, share: app.caps.administer }[tab.dataset.tab]
+    if (allowed === false) tab.hidden = true
+    tab.addEventListener('click', () => {
+      // On a small screen the active tab folds the panel away again.
+      if (document.body.classList.contains('sidebar-open') && app.state.tab === tab.dataset.tab) {
+        document.body.classList.remove('sidebar-open')
+      } else app.showTab(tab.dataset.tab)
+    })
+  }
+  const render = () => {
+    for (const tab of tabs) {
+      const on = tab.dataset.tab === app.state.tab
+      tab.setAttribute('aria-selected', String(on))
+      byId(`panel-${tab.dataset.tab}`).hidden = !on
+    }
+  }
+  app.on('change:tab', render)
+  app.on('panel-open', () => document.body.classList.add('sidebar-open'))
+  render()
+}
+
+boot()
