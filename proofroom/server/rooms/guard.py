@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from typing import Any
 
 from pycrdt import Array, ArrayEvent, Doc, Map, MapEvent, UndoManager
@@ -50,6 +51,8 @@ class Guard:
         self._undo = UndoManager(scopes=list(roots.values()), capture_timeout_millis=0)
         self._undo.include_origin(GUARDED)
         self._known_roots = set(roots)
+        #: Called with the events of every transaction on ``pins`` (any origin).
+        self.on_pin_events: Callable[[list[Any]], None] | None = None
         # Keep the subscriptions (and the roots) referenced for the guard's lifetime.
         self._roots = roots
         self._subscriptions = [
@@ -75,6 +78,10 @@ class Guard:
             self._violations.append(f"unknown document roots: {sorted(unknown)}")
         return self._violations
 
+    def _on_pin_events(self, events: list[Any]) -> None:
+        if self.on_pin_events is not None:
+            self.on_pin_events(events)
+
     def settle(self, revert: bool) -> None:
         """Revert the last applied update (or keep it) and forget it."""
         try:
@@ -86,7 +93,13 @@ class Guard:
     # -- observers ------------------------------------------------------------------------
 
     def _make_observer(self, root: str) -> Any:
+        on_pins = self._on_pin_events if root == schema.PINS else None
+
         def observer(events: list[Any], txn: Any) -> None:
+            # One observer per root serves both the guard and the room's pin listener:
+            # pycrdt converts a transaction's events once per callback, so two cost twice.
+            if on_pins is not None:
+                on_pins(events)
             if txn.origin is not GUARDED or self._actor is None:
                 return
             try:

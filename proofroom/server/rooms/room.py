@@ -115,7 +115,7 @@ class Room:
         self._guard = Guard(self.doc, self.roots, self.meta)
         self._pin_listener = pin_listener
         self._touched_pins: set[str] = set()
-        self._pins_subscription = self.pins.observe_deep(self._on_pins)
+        self._guard.on_pin_events = self._on_pins
 
     # -- loading --------------------------------------------------------------------------
 
