@@ -29,7 +29,7 @@ from ..jobs.queue import Job, JobQueue, NewJob
 from ..jobs.worker import Work, Worker
 from ..rooms import Room, RoomManager
 from ..store.blobs import BlobStore
-from ..store.records import Records
+from ..store.records import Records, SessionRecord
 from . import events, masks
 from .flatten import flatten_layers
 
@@ -81,15 +81,7 @@ class Fixes:
     ) -> list[Job]:
         """Validate a fix request and queue one job per variant, atomically."""
         actor = actor.require(session_id, Action.EDIT)
-        session = await self.records.get_session(session_id)
-        if session is None:
-            raise NotFound("no such session")
-        room = await self.rooms.acquire(session_id)
-        pin = room.pins.get(pin_id)
-        if not isinstance(pin, Map):
-            raise NotFound("no such pin in this session")
-        if pin.get(schema.Pin.STATUS) == PinStatus.RESOLVED.value:
-            raise Conflict("the pin is resolved; reopen it before asking for a fix")
+        session, room, pin = await open_pin(self.records, self.rooms, session_id, pin_id)
         params, variants, priority = self._parse_params(body, pin)
         mask = await self._mask(body, pin, session.width, session.height)
         mask = self._subtract_locks(mask, room)
@@ -425,6 +417,22 @@ class _ParentCache:
             self._items[key] = value
             while len(self._items) > self._size:
                 self._items.popitem(last=False)
+
+
+async def open_pin(
+    records: Records, rooms: RoomManager, session_id: str, pin_id: str
+) -> tuple[SessionRecord, Room, Map[Any]]:
+    """The session, its live room and one of its pins, which must be open for new versions."""
+    session = await records.get_session(session_id)
+    if session is None:
+        raise NotFound("no such session")
+    room = await rooms.acquire(session_id)
+    pin = room.pins.get(pin_id)
+    if not isinstance(pin, Map):
+        raise NotFound("no such pin in this session")
+    if pin.get(schema.Pin.STATUS) == PinStatus.RESOLVED.value:
+        raise Conflict("the pin is resolved; reopen it before asking for a new version")
+    return session, room, pin
 
 
 def draft_prompt(pin: Map[Any]) -> str:

@@ -14,8 +14,8 @@ from PIL import Image
 from pycrdt import Array, Map
 
 from ...shared import schema
-from ...shared.enums import LayerSource, LayerState, PinStatus
-from ...shared.errors import BadRequest, Conflict, NotFound
+from ...shared.enums import LayerSource, LayerState
+from ...shared.errors import BadRequest, NotFound
 from ...shared.permissions import Action
 from ..identity import Identity
 from ..images import normalize_image
@@ -23,7 +23,7 @@ from ..rooms import Room, RoomManager
 from ..store.blobs import BlobStore
 from ..store.records import Records, audit_statement
 from . import events
-from .fixes import _approved_chain, _decode_rgb, _last_approved_layer, _pin_links
+from .fixes import _approved_chain, _decode_rgb, _last_approved_layer, _pin_links, open_pin
 from .flatten import flatten_layers
 from .masks import parse_box
 
@@ -58,15 +58,7 @@ class Versions:
     ) -> str:
         """Make a layer from an uploaded image: the whole picture, or a patch at ``box``."""
         actor = actor.require(session_id, Action.EDIT)
-        session = await self.records.get_session(session_id)
-        if session is None:
-            raise NotFound("no such session")
-        room = await self.rooms.acquire(session_id)
-        pin = room.pins.get(pin_id)
-        if not isinstance(pin, Map):
-            raise NotFound("no such pin in this session")
-        if pin.get(schema.Pin.STATUS) == PinStatus.RESOLVED.value:
-            raise Conflict("the pin is resolved; reopen it before adding a version")
+        session, room, _pin = await open_pin(self.records, self.rooms, session_id, pin_id)
         normalized = normalize_image(image, max_pixels=self.max_pixels)
         parent_id = _last_approved_layer(room)
         chain = _approved_chain(room, parent_id)
