@@ -1,32 +1,20 @@
 // Draws the image with its layers on a <canvas>, in the view's transform, at the
 // device's pixel ratio. Pixels are shown unsmoothed from 2x zoom, so a reviewer can
 // inspect them. Compare modes draw a layer against its parent with clipping.
+
+import { Surface } from './surface.js'
+
 const FADE_MS = 300
 
-export class CanvasRenderer {
+export class CanvasRenderer extends Surface {
   /**
    * @param {HTMLCanvasElement} canvas
    * @param {import('./view.js').View} view
    * @param {() => object} scene  what to draw: {base, layers, previews, compare}
    */
   constructor (canvas, view, images, scene) {
-    this.canvas = canvas
-    this.ctx = canvas.getContext('2d')
-    this.view = view
+    super(canvas, view, scene)
     this.images = images
-    this.scene = scene
-    this._frame = 0
-  }
-
-  invalidate () {
-    if (!this._frame) this._frame = requestAnimationFrame(() => this.draw())
-  }
-
-  resize (width, height) {
-    const dpr = window.devicePixelRatio || 1
-    this.canvas.width = Math.round(width * dpr)
-    this.canvas.height = Math.round(height * dpr)
-    this.invalidate()
   }
 
   draw () {

@@ -2,26 +2,9 @@
 // one device pixel thin at any zoom: pin regions, locks, the mask being painted, drafts,
 // the selected layer's box and where queued jobs will work.
 
-export class Overlay {
-  constructor (canvas, view, scene) {
-    this.canvas = canvas
-    this.ctx = canvas.getContext('2d')
-    this.view = view
-    this.scene = scene
-    this._frame = 0
-  }
+import { Surface } from './surface.js'
 
-  invalidate () {
-    if (!this._frame) this._frame = requestAnimationFrame(() => this.draw())
-  }
-
-  resize (width, height) {
-    const dpr = window.devicePixelRatio || 1
-    this.canvas.width = Math.round(width * dpr)
-    this.canvas.height = Math.round(height * dpr)
-    this.invalidate()
-  }
-
+export class Overlay extends Surface {
   draw () {
     this._frame = 0
     const { ctx } = this
