@@ -70,11 +70,26 @@ class SqliteJobQueue(JobQueue):
         await self._db.write(*statements)
         if wake:
             self.wakeup.set()
-        rows = await self._db.fetchall(
-            f"SELECT {_COLUMNS} FROM jobs WHERE id IN ({','.join('?' * len(jobs))}) ORDER BY seq",
-            [j.id for j in jobs],
-        )
-        return [_job(r) for r in rows]
+        # Everything about a new job is known here: no need to read the rows back.
+        return [
+            Job(
+                id=j.id,
+                session_id=j.session_id,
+                pin_id=j.pin_id,
+                status=JobStatus.QUEUED,
+                priority=j.priority,
+                payload=j.payload,
+                attempts=0,
+                max_attempts=self._max_attempts,
+                lease_owner=None,
+                created_at=now,
+                started_at=None,
+                finished_at=None,
+                error=None,
+                layer_id=None,
+            )
+            for j in jobs
+        ]
 
     async def claim(self, owner: str, lease_seconds: float) -> Job | None:
         now = time.time()

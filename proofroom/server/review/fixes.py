@@ -6,6 +6,8 @@ the room (durable before visible), and a job id yields at most one layer.
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import io
 import logging
 import secrets
@@ -87,9 +89,8 @@ class Fixes:
         mask = self._subtract_locks(mask, room)
         if mask.all():
             raise BadRequest("the mask covers the whole image; fix a part of it")
-        mask_blob = await self.blobs.put(
-            await anyio.to_thread.run_sync(masks.encode_mask_png, mask)
-        )
+        mask_png = await anyio.to_thread.run_sync(masks.encode_mask_png, mask)
+        mask_blob = hashlib.sha256(mask_png).hexdigest()
         parent = _last_approved_layer(room)
         ys, xs = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
         box = [int(xs[0]), int(ys[0]), int(xs[-1] - xs[0] + 1), int(ys[-1] - ys[0] + 1)]
@@ -112,15 +113,21 @@ class Fixes:
             )
             for i in range(variants)
         ]
-        # Durable in the queue first, then visible; workers wake once everyone can see it.
-        queued = await self.queue.enqueue(jobs, wake=False)
 
-        def announce(room: Room) -> None:
-            for job in queued:
-                _job_entry(room, job)
-            _pin_links(room, pin_id, schema.Pin.JOBS).extend([j.id for j in queued])
+        async def queue_and_announce() -> list[Job]:
+            # Durable in the queue first, then visible in the document.
+            queued = await self.queue.enqueue(jobs, wake=False)
 
-        await room.server_write(announce)
+            def announce(room: Room) -> None:
+                for job in queued:
+                    _job_entry(room, job)
+                _pin_links(room, pin_id, schema.Pin.JOBS).extend([j.id for j in queued])
+
+            await room.server_write(announce)
+            return queued
+
+        # The mask goes to disk meanwhile; workers wake once it is there and the jobs show.
+        _, queued = await asyncio.gather(self.blobs.put(mask_png), queue_and_announce())
         self.queue.wakeup.set()
         for job in queued:
             self.bus.publish(
