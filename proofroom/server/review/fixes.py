@@ -114,21 +114,20 @@ class Fixes:
             for i in range(variants)
         ]
 
-        async def queue_and_announce() -> list[Job]:
-            # Durable in the queue first, then visible in the document.
-            queued = await self.queue.enqueue(jobs, wake=False)
-
-            def announce(room: Room) -> None:
-                for job in queued:
-                    _job_entry(room, job)
-                _pin_links(room, pin_id, schema.Pin.JOBS).extend([j.id for j in queued])
-
-            await room.server_write(announce)
-            return queued
-
-        # The mask goes to disk meanwhile; workers wake once it is there and the jobs show.
-        _, queued = await asyncio.gather(self.blobs.put(mask_png), queue_and_announce())
+        # The mask goes to disk while the jobs are queued durably; then a worker may start
+        # at once. Announcing them in the document need not hold it up: whichever of the
+        # announcement and the worker's "running" lands first creates the job's entry.
+        _, queued = await asyncio.gather(
+            self.blobs.put(mask_png), self.queue.enqueue(jobs, wake=False)
+        )
         self.queue.wakeup.set()
+
+        def announce(room: Room) -> None:
+            for job in queued:
+                _job_entry(room, job)
+            _pin_links(room, pin_id, schema.Pin.JOBS).extend([j.id for j in queued])
+
+        await room.server_write(announce)
         for job in queued:
             self.bus.publish(
                 events.Event(
