@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import uvicorn
 from PIL import Image
 
@@ -29,6 +30,19 @@ def png_bytes(
     out = io.BytesIO()
     Image.new("RGB", (width, height), color).save(out, format=fmt)
     return out.getvalue()
+
+
+def encode_png(pixels: np.ndarray) -> bytes:
+    """An array (HxW, HxWx3 or HxWx4 uint8) as PNG bytes."""
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, format="PNG")
+    return out.getvalue()
+
+
+def decode(data: bytes, mode: str = "RGB") -> np.ndarray:
+    """Image bytes as an array in ``mode``."""
+    with Image.open(io.BytesIO(data)) as img:
+        return np.asarray(img.convert(mode))
 
 
 @dataclass

@@ -25,7 +25,7 @@ from proofroom.client.api import token_from_url
 from proofroom.server.review.decisions import MAX_NOTE_CHARS, layer_state
 from proofroom.shared.enums import Decision, LayerState
 
-from .helpers import ADMIN_TOKEN, RunningServer, eventually, run_server
+from .helpers import ADMIN_TOKEN, RunningServer, decode, encode_png, eventually, run_server
 from .images import sized
 
 #: The async tests share the module's event loop, where its one server runs.
@@ -99,17 +99,6 @@ def test_state_rule_over_every_combination(required: int) -> None:
 async def srv(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[RunningServer]:
     async with run_server(tmp_path_factory.mktemp("decisions") / "data") as running:
         yield running
-
-
-def encode_png(pixels: np.ndarray) -> bytes:
-    out = io.BytesIO()
-    Image.fromarray(pixels).save(out, format="PNG")
-    return out.getvalue()
-
-
-def decode(data: bytes, mode: str = "RGB") -> np.ndarray:
-    with Image.open(io.BytesIO(data)) as img:
-        return np.asarray(img.convert(mode))
 
 
 def mask_data_url(mask: np.ndarray) -> str:

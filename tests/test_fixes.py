@@ -12,7 +12,7 @@ from PIL import Image
 
 from proofroom.client import ApiClient, ApiError, SessionClient
 
-from .helpers import ReviewSession, RunningServer, eventually, png_bytes
+from .helpers import ReviewSession, RunningServer, decode, eventually, png_bytes
 
 
 def photo_png(width: int = 160, height: int = 120) -> bytes:
@@ -23,11 +23,6 @@ def photo_png(width: int = 160, height: int = 120) -> bytes:
     out = io.BytesIO()
     img.save(out, format="PNG")
     return out.getvalue()
-
-
-def decode(data: bytes, mode: str = "RGB") -> np.ndarray:
-    with Image.open(io.BytesIO(data)) as img:
-        return np.asarray(img.convert(mode))
 
 
 def mask_data_url(mask: np.ndarray) -> str:

@@ -29,7 +29,7 @@ from proofroom.client.api import token_from_url
 from proofroom.server.rooms import Room
 from proofroom.shared.protocol import CloseCode
 
-from .helpers import ADMIN_TOKEN, RunningServer, eventually, png_bytes, run_server
+from .helpers import ADMIN_TOKEN, RunningServer, encode_png, eventually, png_bytes, run_server
 from .images import sized
 
 #: The async tests share the module's event loop, where its one server runs.
@@ -134,12 +134,6 @@ def test_the_tables_cover_every_action_and_identity() -> None:
 
 
 # -- the world: one server, two sessions ---------------------------------------------------
-
-
-def encode_png(pixels: np.ndarray) -> bytes:
-    out = io.BytesIO()
-    Image.fromarray(pixels).save(out, format="PNG")
-    return out.getvalue()
 
 
 def room_state(room: Room) -> dict[str, Any]:

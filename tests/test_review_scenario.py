@@ -21,23 +21,12 @@ from PIL import Image
 
 from proofroom.client import ApiClient, ApiError, SessionClient
 
-from .helpers import RunningServer
+from .helpers import RunningServer, decode, encode_png
 from .images import sized
 
 WIDTH, HEIGHT = 160, 120
 LOGO = [10, 5, 30, 25]
 STAIN = [60, 40, 40, 30]
-
-
-def encode_png(pixels: np.ndarray) -> bytes:
-    out = io.BytesIO()
-    Image.fromarray(pixels).save(out, format="PNG")
-    return out.getvalue()
-
-
-def decode(data: bytes, mode: str = "RGB") -> np.ndarray:
-    with Image.open(io.BytesIO(data)) as img:
-        return np.asarray(img.convert(mode))
 
 
 def composite(image: np.ndarray, patch: np.ndarray, box: list[float]) -> np.ndarray:
