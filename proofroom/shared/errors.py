@@ -65,5 +65,11 @@ class Unavailable(ProofroomError):
     status, close_code, code = 503, CloseCode.ROOM_FULL, "unavailable"
 
 
+class RoomUnavailable(ProofroomError):
+    """A session's live document was unloaded, or could not be stored, mid-request."""
+
+    status, close_code, code = 503, CloseCode.INTERNAL_ERROR, "room_unavailable"
+
+
 class RoomFull(Unavailable):
     code = "room_full"

@@ -1,13 +1,22 @@
-"""One participant's websocket: reads frames, queues sends, enforces per-connection limits."""
+"""One participant's websocket: reads frames, sends, enforces per-connection limits.
+
+Sending is eager: while nothing is queued for a connection, a message is written from the
+caller's own stack (a room's commit callback, another connection's read loop), without a
+task switch. Only when the transport pushes back (its buffer is full) does the message wait
+in the connection's queue for its write loop, which also owns every message after it, so
+the order never changes.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections import deque
-from collections.abc import MutableMapping
+from collections.abc import Coroutine, MutableMapping
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+from starlette.websockets import WebSocketDisconnect
 
 from ...shared import codec
 from ...shared.protocol import CloseCode, MessageType, SyncStep
@@ -23,7 +32,7 @@ class Transport(Protocol):
     """The part of an ASGI websocket a connection uses (Starlette's WebSocket fits)."""
 
     async def receive(self) -> MutableMapping[str, Any]: ...
-    async def send_bytes(self, data: bytes) -> None: ...
+    def send_bytes(self, data: bytes) -> Coroutine[Any, Any, None]: ...
     async def close(self, code: int = 1000, reason: str | None = None) -> None: ...
 
 
@@ -58,6 +67,10 @@ class Connection:
         self._queued_bytes = 0
         self._wake = asyncio.Event()
         self._finished = False
+        #: True while the write loop owns the transport (something queued or in flight).
+        self._busy = False
+        #: A send that suspended on its first step, for the write loop to finish.
+        self._inflight: tuple[Coroutine[Any, Any, None], Any] | None = None
         #: (code, reason) once the server decided to close this connection.
         self.close_request: tuple[int, str] | None = None
 
@@ -66,10 +79,28 @@ class Connection:
     def send(self, message: bytes) -> None:
         if self.close_request is not None or self._finished:
             return
+        if not self._busy:
+            self._send_now(message)
+            return
         self._queue.append(message)
         self._queued_bytes += len(message)
         if self._queued_bytes > self._limits.max_send_queue_bytes:
             self.close_soon(CloseCode.TOO_SLOW, "the connection cannot keep up")
+        self._wake.set()
+
+    def _send_now(self, message: bytes) -> None:
+        coro = self._transport.send_bytes(message)
+        try:
+            waiting_on = coro.send(None)
+        except StopIteration:
+            return  # written
+        except (OSError, RuntimeError, WebSocketDisconnect) as exc:
+            logger.debug("send failed: %r", exc)
+            self.finish()  # the peer vanished; the read loop sees the disconnect
+            return
+        # The transport pushes back: the write loop finishes this send, then the rest.
+        self._inflight = (coro, waiting_on)
+        self._busy = True
         self._wake.set()
 
     def close_soon(self, code: int, reason: str) -> None:
@@ -91,19 +122,26 @@ class Connection:
             while True:
                 await self._wake.wait()
                 self._wake.clear()
+                if self._inflight is not None:
+                    coro, waiting_on = self._inflight
+                    self._inflight = None
+                    await _finish(coro, waiting_on)
                 while self._queue and not self._finished:
                     message = self._queue.popleft()
                     self._queued_bytes -= len(message)
                     await transport.send_bytes(message)
+                self._busy = False
                 if self._finished:
                     return
                 if self.close_request is not None:
                     code, reason = self.close_request
+                    self._busy = True  # nothing is sent after the close frame
                     await transport.close(code, reason[:120])
                     return
-        except (OSError, RuntimeError) as exc:
+        except (OSError, RuntimeError, WebSocketDisconnect) as exc:
             # The peer vanished mid-send; the read loop sees the disconnect.
             logger.debug("send failed: %r", exc)
+            self._finished = True
 
     # -- receiving ------------------------------------------------------------------------
 
@@ -158,3 +196,22 @@ class Connection:
             for peer in self.room.peers:
                 if peer is not self:
                     peer.send(removal)
+
+
+async def _finish(coro: Coroutine[Any, Any, None], waiting_on: Any) -> None:
+    """Drive a coroutine that suspended on its first step to its end, as a task would."""
+    while True:
+        try:
+            if waiting_on is None:
+                await asyncio.sleep(0)  # a bare yield: it only gave way to others
+            else:
+                await waiting_on  # the future it waits for; its outcome reaches it below
+        except asyncio.CancelledError:
+            coro.close()
+            raise
+        except Exception:  # the coroutine receives this same error below
+            pass
+        try:
+            waiting_on = coro.send(None)
+        except StopIteration:
+            return

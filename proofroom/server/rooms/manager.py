@@ -1,4 +1,4 @@
-"""Loads rooms on first join, runs them under one task group, unloads idle ones."""
+"""Loads rooms on first join, unloads idle ones once their last change is durable."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup
 
+from ...shared.errors import RoomUnavailable
 from ..metrics import Metrics
 from ..store.doclog import DocLog
 from .room import PinListener, Room
@@ -40,7 +41,8 @@ class RoomManager:
         self._compact_after = compact_after_updates
         self._idle_seconds = idle_seconds
         self.rooms: dict[str, Room] = {}
-        self._stopping: dict[str, asyncio.Event] = {}
+        #: Rooms being unloaded, until their last change is durable.
+        self._unloading: dict[str, Room] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._tg: TaskGroup | None = None
 
@@ -57,11 +59,12 @@ class RoomManager:
         tb: TracebackType | None,
     ) -> None:
         assert self._tg is not None
-        for room in self.rooms.values():
+        rooms = [*self.rooms.values(), *self._unloading.values()]
+        for room in rooms:
             room.stop()
-        self._tg.cancel_scope.deadline = anyio.current_time() + 10
-        for done in list(self._stopping.values()):
-            await done.wait()
+        with anyio.move_on_after(10):
+            for room in rooms:
+                await room.drained()
         # The sweeper never ends on its own.
         self._tg.cancel_scope.cancel()
         await self._tg.__aexit__(exc_type, exc, tb)
@@ -79,9 +82,9 @@ class RoomManager:
                 await self._unload(room)
                 room = None
             if room is None:
-                stopping = self._stopping.get(session_id)
-                if stopping is not None:
-                    await stopping.wait()  # its last tick must commit before we reload
+                unloading = self._unloading.get(session_id)
+                if unloading is not None:
+                    await unloading.drained()  # its last change must commit before we reload
                 room = Room(
                     session_id,
                     self._doclog,
@@ -92,10 +95,6 @@ class RoomManager:
                 )
                 await room.load()
                 self.rooms[session_id] = room
-                assert self._tg is not None
-                done = asyncio.Event()
-                self._stopping[session_id] = done
-                self._tg.start_soon(self._run_room, room, done)
                 logger.info("room %s loaded", session_id)
             return room
 
@@ -105,24 +104,26 @@ class RoomManager:
 
     async def server_write(self, session_id: str, fn: Callable[[Room], Any]) -> Any:
         """Run a server transaction on a session's document (loading it if needed)."""
-        room = await self.acquire(session_id)
-        return await room.server_write(fn)
-
-    async def _run_room(self, room: Room, done: asyncio.Event) -> None:
-        try:
-            await room.run()
-        finally:
-            done.set()
-            if self._stopping.get(room.session_id) is done:
-                del self._stopping[room.session_id]
+        for _ in range(3):
+            room = await self.acquire(session_id)
+            try:
+                return await room.server_write(fn)
+            except RoomUnavailable:
+                # Unloaded between the acquire and the write, nothing applied: once more.
+                if self.rooms.get(session_id) is room and not room.failed:
+                    raise
+        raise RoomUnavailable("the session's document is unavailable; try again")
 
     async def _unload(self, room: Room) -> None:
         if self.rooms.get(room.session_id) is room:
             del self.rooms[room.session_id]
-        done = self._stopping.get(room.session_id)
         room.stop()
-        if done is not None:
-            await done.wait()
+        self._unloading[room.session_id] = room
+        try:
+            await room.drained()
+        finally:
+            if self._unloading.get(room.session_id) is room:
+                del self._unloading[room.session_id]
         logger.info("room %s unloaded", room.session_id)
 
     async def _sweep(self) -> None:

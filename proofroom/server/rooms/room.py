@@ -1,9 +1,12 @@
-"""One live session: its document, its connections, and the tick that applies and fans out.
+"""One live session: its document, its connections, and the pipeline that fans out changes.
 
-Every document change goes through :meth:`Room.run`, one tick at a time. A tick takes all
-waiting items (client sync messages, server writes), applies them in order, appends the
-resulting updates to the durable log in one commit, and only then sends anything: replies,
-reverts and broadcasts. Nobody sees a change the log could still lose.
+Every document change is applied the moment it arrives (a client's sync message from its
+read loop, a server write from a service), checked by the write guard, and handed to the
+durable log at once. What it produces for others (broadcasts, replies, reverts, a server
+write's result) waits in the room's outbox until the log has committed every change handed
+over before it, and is sent from the commit callback itself. Nobody sees a change the log
+could still lose, and a change costs one trip to the writer thread and back, not a queue
+of tasks.
 """
 
 from __future__ import annotations
@@ -11,14 +14,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from pycrdt import Array, Doc, Map, TransactionEvent, get_state, merge_updates
 
 from ...shared import codec, schema
-from ...shared.errors import DocumentTooLarge
+from ...shared.errors import DocumentTooLarge, RoomUnavailable
 from ...shared.permissions import can_write_doc
 from ...shared.protocol import CloseCode, SyncStep
 from ..identity import Identity
@@ -49,21 +52,30 @@ class Peer(Protocol):
     def close_soon(self, code: int, reason: str) -> None: ...
 
 
-@dataclass
-class _ClientSync:
-    conn: Peer
-    message: codec.SyncMessage
-    received: float
+class _Outgoing:
+    """Something to send (or settle) once the log holds every change before it."""
 
+    __slots__ = ("after", "direct", "for_origin", "for_others", "origin", "received", "write")
 
-@dataclass
-class _ServerWrite:
-    fn: Callable[[Room], Any]
-    future: asyncio.Future[Any]
-    received: float = field(default_factory=time.perf_counter)
-
-
-_STOP = object()
+    def __init__(
+        self,
+        after: int,
+        *,
+        origin: Peer | None = None,
+        for_others: bytes | None = None,
+        for_origin: bytes | None = None,
+        direct: tuple[Peer, bytes] | None = None,
+        received: float = 0.0,
+        write: tuple[asyncio.Future[Any], Any, BaseException | None] | None = None,
+    ) -> None:
+        #: The number of log operations that must have committed first.
+        self.after = after
+        self.origin = origin
+        self.for_others = for_others
+        self.for_origin = for_origin
+        self.direct = direct
+        self.received = received
+        self.write = write
 
 
 def new_document() -> tuple[Doc[Any], dict[str, Map[Any] | Array[Any]]]:
@@ -106,11 +118,18 @@ class Room:
         self._metrics = metrics
         self._max_doc_bytes = max_doc_bytes
         self._compact_after = compact_after_updates
-        self._inbox: asyncio.Queue[Any] = asyncio.Queue()
         self._captured: list[bytes] = []
         self._tail_updates = 0
         self._doc_bytes = 0
-        self._compaction: asyncio.Future[WriteResult] | None = None
+        # Log operations handed to the database, and how many of them have committed;
+        # the outbox holds what waits for them, in order.
+        self._submitted = 0
+        self._committed = 0
+        self._outbox: deque[_Outgoing] = deque()
+        self._compacting = False
+        self._stopped = False
+        self._drained = asyncio.Event()
+        self._drained.set()
         self._subscription = self.doc.observe(self._on_update)
         self._guard = Guard(self.doc, self.roots, self.meta)
         self._pin_listener = pin_listener
@@ -137,28 +156,26 @@ class Room:
             self._captured.append(update)
 
     def _on_pins(self, events: list[Any]) -> None:
+        # The pin listener cares about pins appearing, disappearing and changing status;
+        # text edits and replies (most of the traffic) are not its business.
         for event in events:
-            path = list(event.path)
-            if path:
-                self._touched_pins.add(str(path[0]))
-            else:
+            path = event.path
+            if not path:
                 self._touched_pins.update(str(key) for key in event.keys)
+            elif len(path) == 1 and not _PIN_LISTENED.isdisjoint(event.keys):
+                self._touched_pins.add(str(path[0]))
 
     def _report_pins(self, initial: bool = False) -> None:
         touched, self._touched_pins = self._touched_pins, set()
         if not touched or self._pin_listener is None:
             return
         summary: dict[str, dict[str, Any] | None] = {}
-        for pin_id in touched:
-            pin = self.pins.get(pin_id)
-            summary[pin_id] = (
-                {
-                    key: pin.get(key)
-                    for key in (schema.Pin.STATUS, schema.Pin.AUTHOR, schema.Pin.CREATED_AT)
-                }
-                if isinstance(pin, Map)
-                else None
-            )
+        with self.doc.transaction():  # one transaction for all the reads
+            for pin_id in touched:
+                pin = self.pins.get(pin_id)
+                summary[pin_id] = (
+                    {key: pin.get(key) for key in _PIN_LISTENED} if isinstance(pin, Map) else None
+                )
         try:
             self._pin_listener(self, summary, initial)
         except Exception:
@@ -173,92 +190,54 @@ class Room:
     # -- entry points (called from connection handlers and services) ------------------------
 
     def submit_sync(self, conn: Peer, message: codec.SyncMessage) -> None:
-        """Queue a client's sync message for the next tick."""
+        """Apply a client's sync message now; what it produces is sent once durable."""
+        if self._stopped or self.failed:
+            return  # the connection is being closed; its client resends on reconnect
         self.last_active = time.monotonic()
-        self._inbox.put_nowait(_ClientSync(conn, message, time.perf_counter()))
+        self._handle_sync(conn, message, time.perf_counter())
 
     async def server_write(self, fn: Callable[[Room], Any]) -> Any:
         """Run ``fn(room)`` as a server transaction; return its result once durable and sent."""
+        if self._stopped or self.failed:
+            raise RoomUnavailable("the session's document was just unloaded; try again")
+        received = time.perf_counter()
+        self.last_active = time.monotonic()
+        value: Any = None
+        error: BaseException | None = None
+        try:
+            with self.doc.transaction(origin=SERVER_ORIGIN):
+                value = fn(self)
+        except Exception as exc:
+            error = exc
+        update = self._take_captured()
+        if update is not None:
+            self._log([update])
+            self._emit(
+                _Outgoing(self._submitted, for_others=codec.sync_update(update), received=received)
+            )
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._inbox.put_nowait(_ServerWrite(fn, future))
+        self._emit(_Outgoing(self._submitted, write=(future, value, error)))
         return await future
 
     def stop(self) -> None:
-        self._inbox.put_nowait(_STOP)
+        """Take no more changes; :meth:`drained` tells when the last one is durable."""
+        self._stopped = True
+
+    async def drained(self) -> None:
+        """Wait until everything handed to the log has committed (or failed)."""
+        await self._drained.wait()
 
     @property
     def idle(self) -> bool:
-        return not self.peers and self._inbox.empty()
+        return not self.peers and self._drained.is_set()
 
-    # -- the tick -------------------------------------------------------------------------
+    # -- applying -------------------------------------------------------------------------
 
-    async def run(self) -> None:
-        """Process ticks until :meth:`stop`."""
-        while True:
-            items = [await self._inbox.get()]
-            while not self._inbox.empty():
-                items.append(self._inbox.get_nowait())
-            stopping = any(item is _STOP for item in items)
-            await self._tick([item for item in items if item is not _STOP])
-            if stopping:
-                await self._flush_compaction()
-                return
-
-    async def _tick(self, items: list[_ClientSync | _ServerWrite]) -> None:
-        # (origin connection or None, message for the others, message for the origin, received)
-        outgoing: list[tuple[Peer | None, bytes | None, bytes | None, float]] = []
-        direct: list[tuple[Peer, bytes]] = []
-        results: list[tuple[_ServerWrite, Any, BaseException | None]] = []
-        log: list[bytes] = []
-        for item in items:
-            if isinstance(item, _ServerWrite):
-                try:
-                    with self.doc.transaction(origin=SERVER_ORIGIN):
-                        value = item.fn(self)
-                    results.append((item, value, None))
-                except Exception as exc:
-                    results.append((item, None, exc))
-                update = self._take_captured()
-                if update is not None:
-                    self._doc_bytes += len(update)
-                    log.append(update)
-                    outgoing.append((None, codec.sync_update(update), None, item.received))
-            else:
-                self._handle_sync(item, outgoing, direct, log)
-        if log:
-            try:
-                await self._doclog.append(self.session_id, log)
-            except Exception as exc:
-                # Nothing of this tick was acknowledged: drop the connections that wrote it
-                # so their clients resend on reconnect, and fail the server writes.
-                logger.exception("could not persist %d updates of %s", len(log), self.session_id)
-                self._touched_pins.clear()
-                self._fail_tick(items, exc)
-                return
-            self._tail_updates += len(log)
-            self._metrics.updates.inc(len(log))
-        self._send(outgoing, direct)
-        self._report_pins()
-        for write, value, error in results:
-            if not write.future.done():
-                if error is None:
-                    write.future.set_result(value)
-                else:
-                    write.future.set_exception(error)
-        await self._maybe_compact()
-
-    def _handle_sync(
-        self,
-        item: _ClientSync,
-        outgoing: list[tuple[Peer | None, bytes | None, bytes | None, float]],
-        direct: list[tuple[Peer, bytes]],
-        log: list[bytes],
-    ) -> None:
-        conn, msg = item.conn, item.message
+    def _handle_sync(self, conn: Peer, msg: codec.SyncMessage, received: float) -> None:
         if msg.step is SyncStep.STEP1:
-            if conn not in self.peers:
-                return  # it left while its message waited
-            direct.append((conn, codec.sync_step2(self.doc.get_update(msg.payload))))
+            if conn in self.peers:
+                reply = codec.sync_step2(self.doc.get_update(msg.payload))
+                self._emit(_Outgoing(self._submitted, direct=(conn, reply)))
             return
         if msg.payload == _EMPTY_UPDATE:
             return
@@ -266,7 +245,8 @@ class Room:
             # A reconnecting viewer's step 2 carries its delete set even when it has
             # nothing new; only updates that would add something are refused out loud.
             if msg.step is SyncStep.UPDATE or self._adds_content(msg.payload):
-                direct.append((conn, codec.permission_denied("read-only: viewers cannot edit")))
+                denied = codec.permission_denied("read-only: viewers cannot edit")
+                self._emit(_Outgoing(self._submitted, direct=(conn, denied)))
             return
         if self._doc_bytes + len(msg.payload) > self._max_doc_bytes:
             err = DocumentTooLarge(f"the document would exceed {self._max_doc_bytes} bytes")
@@ -283,52 +263,36 @@ class Room:
         self._guard.settle(revert=bool(reasons))
         if not reasons:
             if accepted is not None:
-                self._doc_bytes += len(accepted)
-                log.append(accepted)
-                outgoing.append((conn, codec.sync_update(accepted), None, item.received))
+                self._log([accepted])
+                self._emit(
+                    _Outgoing(
+                        self._submitted,
+                        origin=conn,
+                        for_others=codec.sync_update(accepted),
+                        received=received,
+                    )
+                )
             return
         # The guard reverted the update: the sender needs the revert, everyone else the
         # update and its revert in one message, so they never see the forbidden state.
         reverted_update = self._take_captured()
         both = [u for u in (accepted, reverted_update) if u is not None]
-        self._doc_bytes += sum(len(u) for u in both)
-        log.extend(both)
-        for_others = codec.sync_update(merge_updates(*both)) if both else None
-        for_origin = codec.sync_update(reverted_update) if reverted_update else None
-        outgoing.append((conn, for_others, for_origin, item.received))
-        direct.append((conn, codec.permission_denied("; ".join(reasons)[:500])))
+        if both:
+            self._log(both)
+        self._emit(
+            _Outgoing(
+                self._submitted,
+                origin=conn,
+                for_others=codec.sync_update(merge_updates(*both)) if both else None,
+                for_origin=codec.sync_update(reverted_update) if reverted_update else None,
+                direct=(conn, codec.permission_denied("; ".join(reasons)[:500])),
+                received=received,
+            )
+        )
         self._metrics.denied.inc()
         logger.info(
             "reverted an update by %s in %s: %s", conn.identity.user_id, self.session_id, reasons
         )
-
-    def _send(
-        self,
-        outgoing: list[tuple[Peer | None, bytes | None, bytes | None, float]],
-        direct: list[tuple[Peer, bytes]],
-    ) -> None:
-        peers = list(self.peers)
-        for origin, for_others, for_origin, received in outgoing:
-            for peer in peers:
-                if peer is origin:
-                    if for_origin is not None:
-                        peer.send(for_origin)
-                elif for_others is not None:
-                    peer.send(for_others)
-            self._metrics.broadcast_latency.observe(time.perf_counter() - received)
-        for peer, message in direct:
-            if peer in self.peers:
-                peer.send(message)
-
-    def _fail_tick(self, items: list[_ClientSync | _ServerWrite], exc: BaseException) -> None:
-        # The in-memory document is now ahead of the log. Drop it: the manager reloads the
-        # room from the log on the next join, and reconnecting clients resend what is missing.
-        self.failed = True
-        for item in items:
-            if isinstance(item, _ServerWrite) and not item.future.done():
-                item.future.set_exception(exc)
-        for peer in list(self.peers):
-            peer.close_soon(CloseCode.INTERNAL_ERROR, "storage failure, please reconnect")
 
     def _adds_content(self, update: bytes) -> bool:
         try:
@@ -338,31 +302,118 @@ class Room:
         ours = codec.decode_state_vector(self.doc.get_state())
         return any(clock > ours.get(client, 0) for client, clock in theirs.items())
 
+    # -- the log and the outbox -------------------------------------------------------------
+
+    def _log(self, updates: list[bytes]) -> None:
+        """Hand updates to the durable log as the next operation of this room."""
+        self._submitted += 1
+        self._drained.clear()
+        self._doc_bytes += sum(len(u) for u in updates)
+        self._tail_updates += len(updates)
+        self._doclog.append(self.session_id, updates, self._committed_callback(len(updates)))
+
+    def _committed_callback(self, count: int) -> Callable[[WriteResult | BaseException], None]:
+        def done(outcome: WriteResult | BaseException) -> None:
+            if isinstance(outcome, BaseException):
+                self._fail(outcome)
+            else:
+                self._metrics.updates.inc(count)
+            self._advance()
+
+        return done
+
+    def _emit(self, item: _Outgoing) -> None:
+        if not self._outbox and item.after <= self._committed:
+            self._release(item)
+        else:
+            self._outbox.append(item)
+
+    def _advance(self) -> None:
+        """One more log operation is settled: release what waited for it."""
+        self._committed += 1
+        outbox = self._outbox
+        while outbox and outbox[0].after <= self._committed:
+            self._release(outbox.popleft())
+        if self.failed:
+            pass
+        elif self._committed == self._submitted:
+            # Caught up: the document holds nothing the log could still lose.
+            self._report_pins()
+            self._maybe_compact()
+        else:
+            self._maybe_compact()
+        if self._committed == self._submitted:
+            self._drained.set()
+
+    def _release(self, item: _Outgoing) -> None:
+        if item.write is not None:
+            future, value, error = item.write
+            if not future.done():
+                if error is None:
+                    future.set_result(value)
+                else:
+                    future.set_exception(error)
+        if item.for_others is not None or item.for_origin is not None:
+            origin, for_others, for_origin = item.origin, item.for_others, item.for_origin
+            for peer in list(self.peers):
+                if peer is origin:
+                    if for_origin is not None:
+                        peer.send(for_origin)
+                elif for_others is not None:
+                    peer.send(for_others)
+            if item.received:
+                self._metrics.broadcast_latency.observe(time.perf_counter() - item.received)
+        if item.direct is not None:
+            peer, message = item.direct
+            if peer in self.peers:
+                peer.send(message)
+
+    def _fail(self, exc: BaseException) -> None:
+        # The in-memory document is now ahead of the log. Drop it: the manager reloads the
+        # room from the log on the next join, and reconnecting clients resend what is
+        # missing. Nothing that waited for the log is sent; server writes fail.
+        if not self.failed:
+            logger.error("could not persist updates of %s: %r", self.session_id, exc)
+            for peer in list(self.peers):
+                peer.close_soon(CloseCode.INTERNAL_ERROR, "storage failure, please reconnect")
+        self.failed = True
+        self._touched_pins.clear()
+        while self._outbox:
+            item = self._outbox.popleft()
+            if item.write is not None and not item.write[0].done():
+                item.write[0].set_exception(
+                    RoomUnavailable("the change could not be stored; try again")
+                )
+
     # -- compaction -----------------------------------------------------------------------
 
-    async def _maybe_compact(self) -> None:
-        if self._compaction is not None and self._compaction.done():
-            await self._flush_compaction()
-        if self._tail_updates < self._compact_after or self._compaction is not None:
+    def _maybe_compact(self) -> None:
+        if self._tail_updates < self._compact_after or self._compacting:
             return
+        # Everything applied so far has been handed to the log (a change is applied and
+        # logged in one go), so the snapshot covers exactly the updates queued before it.
         snapshot = self.doc.get_update()
-        # Queued now, so it lands after this room's appends and before its next ones; the
-        # room does not wait for it.
-        self._compaction = self._doclog.compact(self.session_id, snapshot)
+        self._compacting = True
+        self._submitted += 1
+        self._drained.clear()
         self._tail_updates = 0
         self._doc_bytes = len(snapshot)
+        self._doclog.compact(self.session_id, snapshot, self._compacted)
 
-    async def _flush_compaction(self) -> None:
-        if self._compaction is None:
-            return
-        try:
-            await self._compaction
-        except Exception:
-            logger.exception("compaction of %s failed; the log stays as it was", self.session_id)
-        self._compaction = None
+    def _compacted(self, outcome: WriteResult | BaseException) -> None:
+        self._compacting = False
+        if isinstance(outcome, BaseException):
+            logger.error(
+                "compaction of %s failed; the log stays as it was: %r", self.session_id, outcome
+            )
+        self._advance()
 
     # -- reading --------------------------------------------------------------------------
 
     def state(self) -> dict[str, Any]:
         """The document as plain JSON."""
         return {name: root.to_py() for name, root in self.roots.items()}
+
+
+#: The pin fields the pin listener is told about.
+_PIN_LISTENED = frozenset((schema.Pin.STATUS, schema.Pin.AUTHOR, schema.Pin.CREATED_AT))

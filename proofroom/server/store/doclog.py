@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Sequence
 
-from .db import Database, WriteResult
+from .db import Database, WriteCallback
 
 
 class DocLog:
@@ -25,32 +24,36 @@ class DocLog:
         )
         return (bytes(snap["data"]) if snap else None), [bytes(r["data"]) for r in rows]
 
-    async def append(self, session_id: str, updates: Sequence[bytes]) -> None:
-        """Append updates; returns once they are committed."""
+    def append(self, session_id: str, updates: Sequence[bytes], done: WriteCallback) -> None:
+        """Queue updates for the log; ``done`` runs on the loop once they are committed."""
         now = time.time()
-        await self.db.write(
-            *[
+        self.db.submit_callback(
+            [
                 (
                     "INSERT INTO doc_updates (session_id, data, created_at) VALUES (?,?,?)",
                     (session_id, update, now),
                 )
                 for update in updates
-            ]
+            ],
+            done,
         )
 
-    def compact(self, session_id: str, snapshot: bytes) -> asyncio.Future[WriteResult]:
+    def compact(self, session_id: str, snapshot: bytes, done: WriteCallback) -> None:
         """Replace the snapshot and drop every update appended before this call.
 
         It is queued at once, so the single write path runs it after the appends queued
         before it and before any later one; the caller guarantees ``snapshot`` contains
-        every update it appended before. Await the result to know it committed.
+        every update it appended before. ``done`` runs once it committed (or failed).
         """
-        return self.db.submit(
-            (
-                "INSERT INTO doc_snapshots (session_id, data, updated_at) VALUES (?,?,?)"
-                " ON CONFLICT(session_id) DO UPDATE SET data = excluded.data,"
-                " updated_at = excluded.updated_at",
-                (session_id, snapshot, time.time()),
-            ),
-            ("DELETE FROM doc_updates WHERE session_id = ?", (session_id,)),
+        self.db.submit_callback(
+            [
+                (
+                    "INSERT INTO doc_snapshots (session_id, data, updated_at) VALUES (?,?,?)"
+                    " ON CONFLICT(session_id) DO UPDATE SET data = excluded.data,"
+                    " updated_at = excluded.updated_at",
+                    (session_id, snapshot, time.time()),
+                ),
+                ("DELETE FROM doc_updates WHERE session_id = ?", (session_id,)),
+            ],
+            done,
         )
