@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -120,6 +121,11 @@ def serve(args: argparse.Namespace) -> None:
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
 
     def ready(services: Services) -> None:
+        # What is loaded by now (modules, engines, settings) lives as long as the process:
+        # keep it out of the collector's full passes, which walk every tracked object
+        # (about 0.5 us each, measured) while the event loop waits.
+        gc.collect()
+        gc.freeze()
         print(
             f"Proofroom is running at http://{host}:{port}/?token={services.admin_token}",
             flush=True,

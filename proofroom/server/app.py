@@ -14,6 +14,7 @@ from .services import Services, open_services
 from .settings import Settings
 from .web import api, events_api, pages, producer_api, review_api, ws
 from .web.errors import HANDLERS
+from .web.fanout import FanoutWebSocketProtocol
 
 if TYPE_CHECKING:
     import uvicorn
@@ -52,7 +53,9 @@ def uvicorn_config(app: Starlette, settings: Settings) -> uvicorn.Config:
 
     return uvicorn.Config(
         app,
-        ws="websockets-sansio",
+        # uvicorn's websockets-sansio protocol, plus one synchronous send of a frame
+        # prepared once for all of a room's participants (see web/fanout.py).
+        ws=FanoutWebSocketProtocol,
         ws_max_size=settings.max_frame_bytes,
         # Compression would cost ~64 KiB of zlib state per connection and CPU per frame;
         # CRDT updates are small and mostly binary.

@@ -2,9 +2,10 @@
 
 Sending is eager: while nothing is queued for a connection, a message is written from the
 caller's own stack (a room's commit callback, another connection's read loop), without a
-task switch. Only when the transport pushes back (its buffer is full) does the message wait
-in the connection's queue for its write loop, which also owns every message after it, so
-the order never changes.
+task switch, and through the server's prepared-frame send where it offers one (framed once
+for all of a room's participants). Only when the transport pushes back (its buffer is
+full) does a message wait in the connection's queue for its write loop, which also owns
+every message after it, so the order never changes.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Coroutine, MutableMapping
+from collections.abc import Callable, Coroutine, MutableMapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -55,8 +56,13 @@ class Connection:
         room: Room,
         limits: ConnectionLimits,
         metrics: Metrics,
+        *,
+        send_frame: Callable[[bytes], bool] | None = None,
     ) -> None:
         self.identity = identity
+        #: The server's synchronous send of a prepared frame, where it offers one: it
+        #: returns False when the ordinary (awaitable) send must be used instead.
+        self._send_frame = send_frame
         self.room = room
         self._transport = transport
         self._limits = limits
@@ -80,7 +86,8 @@ class Connection:
         if self.close_request is not None or self._finished:
             return
         if not self._busy:
-            self._send_now(message)
+            if self._send_frame is None or not self._send_frame(message):
+                self._send_now(message)
             return
         self._queue.append(message)
         self._queued_bytes += len(message)

@@ -36,6 +36,7 @@ class _Origin:
 
 
 GUARDED = _Origin()
+_NO_AUTHOR = object()
 
 
 class Guard:
@@ -51,6 +52,8 @@ class Guard:
         self._undo = UndoManager(scopes=list(roots.values()), capture_timeout_millis=0)
         self._undo.include_origin(GUARDED)
         self._known_roots = set(roots)
+        #: Each pin's author (it never changes), so an edit's check reads no pin map.
+        self._authors: dict[str, Any] = {}
         #: Called with the events of every transaction on ``pins`` (any origin).
         self.on_pin_events: Callable[[list[Any]], None] | None = None
         # Keep the subscriptions (and the roots) referenced for the guard's lifetime.
@@ -100,6 +103,7 @@ class Guard:
             # One observer per root serves both the guard and the room's pin listener:
             # pycrdt converts a transaction's events once per callback, so two cost twice.
             if on_pins is not None:
+                self._note_authors(events)
                 on_pins(events)
             if txn.origin is not GUARDED or self._actor is None:
                 return
@@ -111,6 +115,19 @@ class Guard:
                 self._violations.append("malformed change")
 
         return observer
+
+    def _note_authors(self, events: list[Any]) -> None:
+        for event in events:
+            if event.path:
+                continue
+            for pin_id, change in event.keys.items():
+                value = change.get("newValue")
+                if change["action"] == "delete":
+                    self._authors.pop(pin_id, None)
+                else:
+                    self._authors[pin_id] = (
+                        value.get(Pin.AUTHOR) if isinstance(value, Map) else _NO_AUTHOR
+                    )
 
     def _deny(self, reason: str) -> None:
         self._violations.append(reason)
@@ -166,8 +183,10 @@ class Guard:
                 self._check_new_comment(comment, actor)
 
     def _check_pin_edit(self, event: Any, actor: Identity) -> None:
-        pin = event.target
-        if pin.get(Pin.AUTHOR) != actor.user_id:
+        author = self._authors.get(event.path[0], _NO_AUTHOR)
+        if author is _NO_AUTHOR:
+            author = event.target.get(Pin.AUTHOR)
+        if author != actor.user_id:
             self._deny("only a pin's author may change it")
             return
         for key, change in event.keys.items():

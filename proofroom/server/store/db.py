@@ -262,7 +262,7 @@ class Database:
                 future.set_result(outcome)
 
     def _commit(self, batch: list[list[Statement]]) -> list[WriteResult | BaseException]:
-        """One transaction for the whole batch, on the writer thread."""
+        """One transaction for the whole batch (on the loop, or on the writer thread)."""
         conn = self._writer
         assert conn is not None
         try:
@@ -281,7 +281,11 @@ class Database:
 
     @staticmethod
     def _run_op(conn: sqlite3.Connection, statements: list[Statement]) -> WriteResult | Exception:
-        conn.execute("SAVEPOINT op")
+        # A single statement is atomic on its own (a failing one undoes only itself), so
+        # only operations of several statements pay for a savepoint.
+        single = len(statements) == 1
+        if not single:
+            conn.execute("SAVEPOINT op")
         try:
             result = WriteResult(0, [])
             for sql, params in statements:
@@ -289,10 +293,16 @@ class Database:
                 rows = cursor.fetchall() if " RETURNING " in sql.upper() else []
                 result = WriteResult(cursor.lastrowid or 0, rows)
         except sqlite3.Error as exc:
-            conn.execute("ROLLBACK TO op")
-            conn.execute("RELEASE op")
+            if not conn.in_transaction:
+                # Some errors (disk full, I/O) roll the whole transaction back: what
+                # follows must not run outside it, so the batch fails as one.
+                raise
+            if not single:
+                conn.execute("ROLLBACK TO op")
+                conn.execute("RELEASE op")
             return exc
-        conn.execute("RELEASE op")
+        if not single:
+            conn.execute("RELEASE op")
         return result
 
     # -- reads ----------------------------------------------------------------------------

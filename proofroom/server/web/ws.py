@@ -12,6 +12,7 @@ from ...shared.errors import ProofroomError, RoomFull
 from ...shared.permissions import Action
 from ..rooms.connection import Connection
 from .common import identity, services
+from .fanout import SEND_FRAME
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +31,14 @@ async def session_socket(websocket: WebSocket) -> None:
     except ProofroomError as exc:
         await websocket.close(exc.close_code, exc.message[:120])
         return
-    conn = Connection(websocket, actor, room, svc.limits, svc.metrics)
+    conn = Connection(
+        websocket,
+        actor,
+        room,
+        svc.limits,
+        svc.metrics,
+        send_frame=websocket.scope.get("extensions", {}).get(SEND_FRAME),
+    )
     room.peers.add(conn)
     try:
         conn.greet()
