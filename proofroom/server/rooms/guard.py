@@ -6,6 +6,12 @@ allowed for the writer's role and identity, an undo manager that tracks only tha
 reverts the whole update in the same tick, and the caller answers permission denied.
 Reverting (rather than dropping) keeps the client's update history intact, so a Yjs client
 never stalls waiting for a missing update.
+
+The observers take pycrdt's native events. Most traffic is a writer editing fields of a
+pin (text, position, status): those are checked straight from the native event's path and
+keys, against the pin authors the guard remembers. Anything else (new pins, threads,
+comments, values that are shared types) goes through pycrdt's typed events. The typed
+conversion of every event cost more than the rest of the check (sync benchmark).
 """
 
 from __future__ import annotations
@@ -16,6 +22,10 @@ from collections.abc import Callable
 from typing import Any
 
 from pycrdt import Array, ArrayEvent, Doc, Map, MapEvent, Transaction, UndoManager
+
+# pycrdt is pinned below 0.15: its native event type and its own typed conversion.
+from pycrdt._base import observe_deep_callback
+from pycrdt._pycrdt import MapEvent as NativeMapEvent
 
 from ...shared import schema
 from ...shared.enums import PIN_TRANSITIONS, PinStatus, can_transition
@@ -37,6 +47,12 @@ class _Origin:
 
 GUARDED = _Origin()
 _NO_AUTHOR = object()
+#: pycrdt's native map event (its stubs do not declare the attributes read here).
+_NATIVE_MAP_EVENT: Any = NativeMapEvent
+#: Values a native event carries as plain Python (anything else is a shared type).
+_PLAIN = (str, int, float, bool, type(None), list, dict)
+#: The pin fields whose changes :attr:`Guard.on_pins_touched` reports.
+LISTENED_PIN_FIELDS = frozenset((Pin.STATUS, Pin.AUTHOR, Pin.CREATED_AT))
 
 
 class Guard:
@@ -54,12 +70,13 @@ class Guard:
         self._known_roots = set(roots)
         #: Each pin's author (it never changes), so an edit's check reads no pin map.
         self._authors: dict[str, Any] = {}
-        #: Called with the events of every transaction on ``pins`` (any origin).
-        self.on_pin_events: Callable[[list[Any]], None] | None = None
+        #: Told which pins appeared, disappeared or changed a listened field, after every
+        #: transaction on ``pins`` (any origin).
+        self.on_pins_touched: Callable[[list[str]], None] | None = None
         # Keep the subscriptions (and the roots) referenced for the guard's lifetime.
         self._roots = roots
         self._subscriptions = [
-            root.observe_deep(self._make_observer(name)) for name, root in roots.items()
+            root.integrated.observe_deep(self._make_observer(name)) for name, root in roots.items()
         ]
 
     def apply(self, update: bytes, actor: Identity) -> list[str]:
@@ -82,10 +99,6 @@ class Guard:
             self._violations.append(f"unknown document roots: {sorted(unknown)}")
         return self._violations
 
-    def _on_pin_events(self, events: list[Any]) -> None:
-        if self.on_pin_events is not None:
-            self.on_pin_events(events)
-
     def settle(self, revert: bool) -> None:
         """Revert the last applied update (or keep it) and forget it."""
         try:
@@ -96,25 +109,77 @@ class Guard:
 
     # -- observers ------------------------------------------------------------------------
 
-    def _make_observer(self, root: str) -> Any:
-        on_pins = self._on_pin_events if root == schema.PINS else None
+    def _make_observer(self, root: str) -> Callable[[list[Any]], None]:
+        if root != schema.PINS:
 
-        def observer(events: list[Any], txn: Any) -> None:
-            # One observer per root serves both the guard and the room's pin listener:
-            # pycrdt converts a transaction's events once per callback, so two cost twice.
-            if on_pins is not None:
-                self._note_authors(events)
-                on_pins(events)
-            if txn.origin is not GUARDED or self._actor is None:
-                return
+            def server_root(events: list[Any]) -> None:
+                # Only a guarded transaction is under review while an actor is set.
+                if self._actor is not None:
+                    self._deny(f"'{root}' is written by the server only")
+
+            return server_root
+
+        def pins(events: list[Any]) -> None:
             try:
-                for event in events:
-                    self._check(root, event, self._actor)
-            except Exception as exc:  # a malformed structure must never crash the room
-                logger.warning("guard rejected an update it could not inspect: %r", exc)
-                self._violations.append("malformed change")
+                if self._pin_field_edits(events):
+                    return
+            except Exception as exc:  # let the typed path judge (and report) it
+                logger.debug("native pin events fell back to typed ones: %r", exc)
+            observe_deep_callback(self._typed_pin_events, self._doc, 1, events)
 
-        return observer
+        return pins
+
+    def _pin_field_edits(self, events: list[Any]) -> bool:
+        """Handle edits of existing pins' plain fields from native events; False otherwise."""
+        actor = self._actor
+        touched: list[str] = []
+        checks: list[tuple[Any, dict[str, Any]]] = []
+        for native in events:
+            if type(native) is not _NATIVE_MAP_EVENT:
+                return False
+            path = native.path
+            if len(path) != 1:
+                return False
+            keys = native.keys
+            for change in keys.values():
+                if not isinstance(change.get("newValue"), _PLAIN):
+                    return False
+            pin_id = path[0]
+            if actor is not None:
+                author = self._authors.get(pin_id, _NO_AUTHOR)
+                if author is _NO_AUTHOR:
+                    return False
+                checks.append((author, keys))
+            if not LISTENED_PIN_FIELDS.isdisjoint(keys):
+                touched.append(str(pin_id))
+        if touched and self.on_pins_touched is not None:
+            self.on_pins_touched(touched)
+        if actor is not None:
+            for author, keys in checks:
+                self._check_pin_keys(author, keys, actor)
+        return True
+
+    def _typed_pin_events(self, events: list[Any]) -> None:
+        self._note_authors(events)
+        if self.on_pins_touched is not None:
+            touched: list[str] = []
+            for event in events:
+                path = event.path
+                if not path:
+                    touched.extend(str(key) for key in event.keys)
+                elif len(path) == 1 and not LISTENED_PIN_FIELDS.isdisjoint(event.keys):
+                    touched.append(str(path[0]))
+            if touched:
+                self.on_pins_touched(touched)
+        actor = self._actor
+        if actor is None:
+            return
+        try:
+            for event in events:
+                self._check_pin_event(event, actor)
+        except Exception as exc:  # a malformed structure must never crash the room
+            logger.warning("guard rejected an update it could not inspect: %r", exc)
+            self._violations.append("malformed change")
 
     def _note_authors(self, events: list[Any]) -> None:
         for event in events:
@@ -132,10 +197,7 @@ class Guard:
     def _deny(self, reason: str) -> None:
         self._violations.append(reason)
 
-    def _check(self, root: str, event: Any, actor: Identity) -> None:
-        if root in schema.SERVER_ROOTS:
-            self._deny(f"'{root}' is written by the server only")
-            return
+    def _check_pin_event(self, event: Any, actor: Identity) -> None:
         path = list(event.path)
         is_map = isinstance(event, MapEvent)  # kept as a flag: pycrdt's events are untyped
         if not path and is_map:
@@ -186,10 +248,13 @@ class Guard:
         author = self._authors.get(event.path[0], _NO_AUTHOR)
         if author is _NO_AUTHOR:
             author = event.target.get(Pin.AUTHOR)
+        self._check_pin_keys(author, event.keys, actor)
+
+    def _check_pin_keys(self, author: Any, keys: dict[str, Any], actor: Identity) -> None:
         if author != actor.user_id:
             self._deny("only a pin's author may change it")
             return
-        for key, change in event.keys.items():
+        for key, change in keys.items():
             if key not in Pin.AUTHOR_EDITABLE:
                 self._deny(f"'{key}' of a pin cannot be changed")
             elif change["action"] == "delete":

@@ -29,7 +29,7 @@ from ..metrics import Metrics
 from ..store.db import WriteResult
 from ..store.doclog import DocLog
 from .awareness import AwarenessTable
-from .guard import Guard
+from .guard import LISTENED_PIN_FIELDS, Guard
 
 logger = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ class Room:
         self._guard = Guard(self.doc, self.roots, self.meta)
         self._pin_listener = pin_listener
         self._touched_pins: set[str] = set()
-        self._guard.on_pin_events = self._on_pins
+        self._guard.on_pins_touched = self._on_pins_touched
 
     # -- loading --------------------------------------------------------------------------
 
@@ -155,15 +155,8 @@ class Room:
         if update != _EMPTY_UPDATE:
             self._captured.append(update)
 
-    def _on_pins(self, events: list[Any]) -> None:
-        # The pin listener cares about pins appearing, disappearing and changing status;
-        # text edits and replies (most of the traffic) are not its business.
-        for event in events:
-            path = event.path
-            if not path:
-                self._touched_pins.update(str(key) for key in event.keys)
-            elif len(path) == 1 and not _PIN_LISTENED.isdisjoint(event.keys):
-                self._touched_pins.add(str(path[0]))
+    def _on_pins_touched(self, pin_ids: list[str]) -> None:
+        self._touched_pins.update(pin_ids)
 
     def _report_pins(self, initial: bool = False) -> None:
         touched, self._touched_pins = self._touched_pins, set()
@@ -173,9 +166,10 @@ class Room:
         with self.doc.transaction():  # one transaction for all the reads
             for pin_id in touched:
                 pin = self.pins.get(pin_id)
-                summary[pin_id] = (
-                    {key: pin.get(key) for key in _PIN_LISTENED} if isinstance(pin, Map) else None
-                )
+                if isinstance(pin, Map):
+                    summary[pin_id] = {key: pin.get(key) for key in LISTENED_PIN_FIELDS}
+                else:
+                    summary[pin_id] = None
         try:
             self._pin_listener(self, summary, initial)
         except Exception:
@@ -413,7 +407,3 @@ class Room:
     def state(self) -> dict[str, Any]:
         """The document as plain JSON."""
         return {name: root.to_py() for name, root in self.roots.items()}
-
-
-#: The pin fields the pin listener is told about.
-_PIN_LISTENED = frozenset((schema.Pin.STATUS, schema.Pin.AUTHOR, schema.Pin.CREATED_AT))
