@@ -50,6 +50,33 @@ async def test_migrations_run_once_and_wal_is_on(tmp_path: Path) -> None:
         assert mode is not None and mode[0] == "wal"
 
 
+async def test_an_older_database_keeps_its_document_log_through_the_migrations(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "db.sqlite3"
+    old = sqlite3.connect(path, isolation_level=None)
+    old.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    for number, script in enumerate(MIGRATIONS[:4], start=1):
+        old.executescript(
+            f"BEGIN;\n{script}\nINSERT INTO schema_version VALUES ({number});\nCOMMIT;"
+        )
+    old.execute("INSERT INTO sessions VALUES ('s', 't', 1, 1, 'b', 0.0, 'admin', 1)")
+    for i in range(5):
+        old.execute(
+            "INSERT INTO doc_updates (session_id, data, created_at) VALUES ('s', ?, 0)",
+            (bytes([i]),),
+        )
+    old.close()
+    async with Database(path) as db:
+        log = DocLog(db)
+        await committed(log.append, "s", [b"new"])
+        snapshot, tail = await log.load("s")
+        assert snapshot is None
+        assert tail == [bytes([i]) for i in range(5)] + [b"new"]
+        version = await db.fetchone("SELECT max(version) FROM schema_version")
+        assert version is not None and version[0] == len(MIGRATIONS)
+
+
 @MODES
 async def test_concurrent_writes_group_into_few_commits(tmp_path: Path, synchronous: str) -> None:
     async with Database(tmp_path / "db.sqlite3", synchronous=synchronous) as db:
