@@ -96,6 +96,10 @@ class Metrics:
             "proofroom_connections_closed_by_server_total",
             "Connections the server closed for a limit or bad input.",
         )
+        self.sends_waited = Counter(
+            "proofroom_sends_waited_total",
+            "Messages that waited in a connection's queue because its socket pushed back.",
+        )
         self.broadcast_latency = Histogram(
             "proofroom_broadcast_latency_seconds",
             "From receiving a change to queueing it for every participant (commit included).",
@@ -121,6 +125,7 @@ class Metrics:
                 self.denied,
                 self.awareness,
                 self.closed,
+                self.sends_waited,
                 self.broadcast_latency,
             )
         ]

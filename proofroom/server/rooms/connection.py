@@ -91,6 +91,7 @@ class Connection:
             return
         self._queue.append(message)
         self._queued_bytes += len(message)
+        self._metrics.sends_waited.inc()
         if self._queued_bytes > self._limits.max_send_queue_bytes:
             self.close_soon(CloseCode.TOO_SLOW, "the connection cannot keep up")
         self._wake.set()
@@ -212,7 +213,10 @@ async def _finish(coro: Coroutine[Any, Any, None], waiting_on: Any) -> None:
             if waiting_on is None:
                 await asyncio.sleep(0)  # a bare yield: it only gave way to others
             else:
-                await waiting_on  # the future it waits for; its outcome reaches it below
+                # The future it waits for; its outcome reaches it below. Like a task, take
+                # the future's "yielded by an await" mark first, or awaiting it again fails.
+                waiting_on._asyncio_future_blocking = False
+                await waiting_on
         except asyncio.CancelledError:
             coro.close()
             raise
