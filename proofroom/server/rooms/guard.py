@@ -341,11 +341,9 @@ def _root_names(doc: Doc[Any], txn: Transaction) -> set[str]:
     ``Doc.keys()`` wraps every root in a Python object first, which cost more than the rest
     of the check per update; the native call (pycrdt is pinned below 0.15) lists the names.
     """
-    native = getattr(doc, "_doc", None)
-    native_txn = getattr(txn, "_txn", None)
-    if native is None or native_txn is None or not hasattr(native, "roots"):
-        return set(doc.keys())
-    return set(native.roots(native_txn))
+    native_doc: Any = doc._doc
+    native_txn: Any = txn._txn
+    return set(native_doc.roots(native_txn))
 
 
 def _is_number(value: Any) -> bool:

@@ -5,8 +5,7 @@ read loop, a server write from a service), checked by the write guard, and hande
 durable log at once. What it produces for others (broadcasts, replies, reverts, a server
 write's result) waits in the room's outbox until the log has committed every change handed
 over before it, and is sent from the commit callback itself. Nobody sees a change the log
-could still lose, and a change costs one trip to the writer thread and back, not a queue
-of tasks.
+could still lose, and a change waits for one commit, not for a queue of tasks.
 """
 
 from __future__ import annotations
@@ -300,11 +299,15 @@ class Room:
 
     def _log(self, updates: list[bytes]) -> None:
         """Hand updates to the durable log as the next operation of this room."""
-        self._submitted += 1
-        self._drained.clear()
+        self._next_operation()
         self._doc_bytes += sum(len(u) for u in updates)
         self._tail_updates += len(updates)
         self._doclog.append(self.session_id, updates, self._committed_callback(len(updates)))
+
+    def _next_operation(self) -> None:
+        """Count one more log operation in flight; the room is not drained until it settles."""
+        self._submitted += 1
+        self._drained.clear()
 
     def _committed_callback(self, count: int) -> Callable[[WriteResult | BaseException], None]:
         def done(outcome: WriteResult | BaseException) -> None:
@@ -328,13 +331,10 @@ class Room:
         outbox = self._outbox
         while outbox and outbox[0].after <= self._committed:
             self._release(outbox.popleft())
-        if self.failed:
-            pass
-        elif self._committed == self._submitted:
-            # Caught up: the document holds nothing the log could still lose.
-            self._report_pins()
-            self._maybe_compact()
-        else:
+        if not self.failed:
+            if self._committed == self._submitted:
+                # Caught up: the document holds nothing the log could still lose.
+                self._report_pins()
             self._maybe_compact()
         if self._committed == self._submitted:
             self._drained.set()
@@ -388,8 +388,7 @@ class Room:
         # logged in one go), so the snapshot covers exactly the updates queued before it.
         snapshot = self.doc.get_update()
         self._compacting = True
-        self._submitted += 1
-        self._drained.clear()
+        self._next_operation()
         self._tail_updates = 0
         self._doc_bytes = len(snapshot)
         self._doclog.compact(self.session_id, snapshot, self._compacted)

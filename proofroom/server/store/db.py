@@ -1,8 +1,9 @@
 """The SQLite database: one write path with group commit, one aiosqlite reader.
 
 Every write goes through :meth:`Database.submit`: operations queue up, and the writer
-commits whatever is waiting in one transaction (group commit). Each operation runs under
-its own savepoint, so one failing operation does not undo its neighbours. A caller's
+commits whatever is waiting in one transaction (group commit). One failing operation does
+not undo its neighbours: a single statement undoes only itself, and an operation of several
+statements runs under its own savepoint. A caller's
 ``await`` (or callback) completes only after the commit, which is what "durable before
 visible" relies on.
 
