@@ -1,5 +1,10 @@
 """One participant's websocket: reads frames, sends, enforces per-connection limits.
 
+Receiving is direct where the server offers it: each binary message is handled from the
+socket's own read callback, without a queue or a task switch; otherwise the read loop
+takes messages from the ASGI ``receive()``. Either way one connection's messages are
+handled one at a time, in order.
+
 Sending is eager: while nothing is queued for a connection, a message is written from the
 caller's own stack (a room's commit callback, another connection's read loop), without a
 task switch, and through the server's prepared-frame send where it offers one (framed once
@@ -58,11 +63,15 @@ class Connection:
         metrics: Metrics,
         *,
         send_frame: Callable[[bytes], bool] | None = None,
+        attach_receiver: Callable[[Callable[[bytes], None]], bool] | None = None,
     ) -> None:
         self.identity = identity
         #: The server's synchronous send of a prepared frame, where it offers one: it
         #: returns False when the ordinary (awaitable) send must be used instead.
         self._send_frame = send_frame
+        #: The server's direct delivery of incoming messages, where it offers one: it
+        #: returns False while messages wait for :meth:`read_loop` (see web/fanout.py).
+        self._attach_receiver = attach_receiver
         self.room = room
         self._transport = transport
         self._limits = limits
@@ -154,9 +163,16 @@ class Connection:
     # -- receiving ------------------------------------------------------------------------
 
     async def read_loop(self) -> None:
-        """Handle frames until the peer leaves or the server closes the connection."""
-        room = self.room
+        """Handle frames until the peer leaves or the server closes the connection.
+
+        Where the server offers direct delivery, binary messages reach
+        :meth:`handle_message` straight from the socket and this loop only sees the rest
+        (text frames, the disconnect); it attaches whenever nothing waits in its queue.
+        """
+        attach = self._attach_receiver
         while self.close_request is None:
+            if attach is not None:
+                attach(self._receive_direct)
             message = await self._transport.receive()
             if message["type"] == "websocket.disconnect":
                 return
@@ -164,31 +180,45 @@ class Connection:
             if data is None:
                 self.close_soon(CloseCode.BAD_MESSAGE, "text frames are not part of the protocol")
                 return
-            try:
-                kind, content = codec.parse_frame(data)
-            except codec.MalformedMessage as exc:
-                self.close_soon(CloseCode.BAD_MESSAGE, exc.message)
+            self.handle_message(data)
+
+    def _receive_direct(self, data: bytes) -> None:
+        try:
+            self.handle_message(data)
+        except Exception:  # a bug must cost this connection only, never the socket's reader
+            logger.exception("handling a message failed")
+            self.close_soon(CloseCode.INTERNAL_ERROR, "internal error")
+
+    def handle_message(self, data: bytes) -> None:
+        """Handle one binary message (ignored once the connection is closing)."""
+        if self.close_request is not None or self._finished:
+            return
+        try:
+            kind, content = codec.parse_frame(data)
+        except codec.MalformedMessage as exc:
+            self.close_soon(CloseCode.BAD_MESSAGE, exc.message)
+            return
+        room = self.room
+        if kind is MessageType.SYNC:
+            if content.step is not SyncStep.STEP1 and not self._updates.take():
+                self.close_soon(CloseCode.RATE_LIMITED, "too many updates per second")
                 return
-            if kind is MessageType.SYNC:
-                if content.step is not SyncStep.STEP1 and not self._updates.take():
-                    self.close_soon(CloseCode.RATE_LIMITED, "too many updates per second")
-                    return
-                room.submit_sync(self, content)
-            elif kind is MessageType.AWARENESS:
-                if not self._awareness.take():
-                    self.close_soon(CloseCode.RATE_LIMITED, "too many awareness updates")
-                    return
-                relay = room.awareness.apply(self, self.identity, content)
-                if relay is not None:
-                    self._metrics.awareness.inc()
-                    # The sender gets it too: y-websocket clients drop a connection that
-                    # has been silent for 30 s, and a lone participant hears only itself.
-                    for peer in room.peers:
-                        peer.send(relay)
-            elif kind is MessageType.QUERY_AWARENESS:
-                snapshot = room.awareness.snapshot()
-                if snapshot is not None:
-                    self.send(snapshot)
+            room.submit_sync(self, content)
+        elif kind is MessageType.AWARENESS:
+            if not self._awareness.take():
+                self.close_soon(CloseCode.RATE_LIMITED, "too many awareness updates")
+                return
+            relay = room.awareness.apply(self, self.identity, content)
+            if relay is not None:
+                self._metrics.awareness.inc()
+                # The sender gets it too: y-websocket clients drop a connection that
+                # has been silent for 30 s, and a lone participant hears only itself.
+                for peer in room.peers:
+                    peer.send(relay)
+        elif kind is MessageType.QUERY_AWARENESS:
+            snapshot = room.awareness.snapshot()
+            if snapshot is not None:
+                self.send(snapshot)
 
     def greet(self) -> None:
         """What a newcomer gets first: the server's state vector and everyone's presence."""

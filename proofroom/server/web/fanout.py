@@ -1,4 +1,4 @@
-"""uvicorn's websocket protocol, plus a synchronous send of pre-framed binary messages.
+"""uvicorn's websocket protocol, plus two fast paths the rooms use: direct send and receive.
 
 A room sends each change to every other participant: the same bytes, many times. Through
 ASGI every copy is its own ``await websocket.send_bytes()``, and each walks Starlette's
@@ -10,6 +10,16 @@ serves every recipient: this protocol offers the ASGI scope extension
 by the message object) and writes it to the transport, and that declines (returns False)
 whenever the ordinary path must be taken instead: before the handshake, once closing, when
 the transport pushes back, or with a websocket extension (compression) negotiated.
+
+Receiving has the mirror-image cost: uvicorn queues each incoming message for the
+application's ``receive()``, pauses reading the socket until the application takes it,
+then wakes the application's task, which resumes reading; two selector changes and a task
+switch per message, and the message waits one more event-loop turn. The extension
+:data:`RECEIVE_DIRECT` lets an application attach a plain function instead: from then on,
+complete binary messages go to it straight from ``data_received``, in order, and only
+everything else (text, disconnects) still goes through ``receive()``; a message that has to
+queue detaches the receiver, so nothing overtakes it. A slow handler slows
+the socket's reads, so the back-pressure on a client is kept.
 """
 
 from __future__ import annotations
@@ -26,8 +36,14 @@ logger = logging.getLogger(__name__)
 
 #: ASGI scope extension: ``send_frame(message: bytes) -> bool`` (True once written).
 SEND_FRAME = "proofroom.send_frame"
+#: ASGI scope extension: ``attach(receiver: Callable[[bytes], None]) -> bool``. True once
+#: binary messages go to ``receiver``; False while messages wait in ``receive()`` (take
+#: them first, then attach again) or the connection is not open.
+RECEIVE_DIRECT = "proofroom.receive_direct"
 
 SendFrame = Callable[[bytes], bool]
+Receiver = Callable[[bytes], None]
+AttachReceiver = Callable[[Receiver], bool]
 
 _OP_BINARY_FIN = 0x82
 
@@ -54,13 +70,16 @@ def binary_frame(message: bytes) -> bytes:
 
 
 class FanoutWebSocketProtocol(WebSocketsSansIOProtocol):
-    """uvicorn's sans-I/O websocket protocol with the :data:`SEND_FRAME` extension."""
+    """uvicorn's sans-I/O websocket protocol with :data:`SEND_FRAME` and :data:`RECEIVE_DIRECT`."""
+
+    _receiver: Receiver | None = None
 
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
         scope = getattr(self, "scope", None)
         if scope is not None:
             scope["extensions"][SEND_FRAME] = self.send_frame
+            scope["extensions"][RECEIVE_DIRECT] = self.attach_receiver
 
     def send_frame(self, message: bytes) -> bool:
         """Write ``message`` as one binary frame now; False where the ASGI path must send."""
@@ -77,3 +96,35 @@ class FanoutWebSocketProtocol(WebSocketsSansIOProtocol):
             return False
         self.transport.write(binary_frame(message))
         return True
+
+    def attach_receiver(self, receiver: Receiver) -> bool:
+        """Hand later binary messages to ``receiver``; False while any wait in the queue."""
+        if (
+            not self.handshake_complete
+            or self.close_sent
+            or self.disconnected
+            or not self.queue.empty()
+        ):
+            return False
+        self._receiver = receiver
+        if self.read_paused:  # nothing waits for the application any more
+            self.read_paused = False
+            self.transport.resume_reading()
+        return True
+
+    def send_receive_event_to_app(self) -> None:
+        receiver = self._receiver
+        if receiver is None or self.close_sent or self.curr_msg_data_type != "bytes":
+            # Whatever follows a queued message queues behind it, so the order holds.
+            self._receiver = None
+            super().send_receive_event_to_app()
+            return
+        frames, self.frames = self.frames, []
+        try:
+            receiver(frames[0] if len(frames) == 1 else b"".join(frames))
+        except Exception:
+            # The receiver handles its own errors; this one escaped it. Drop the connection
+            # (the application sees the disconnect) rather than fail inside the transport.
+            logger.exception("a websocket receiver failed; closing its connection")
+            self._receiver = None
+            self.transport.close()

@@ -12,7 +12,7 @@ from ...shared.errors import ProofroomError, RoomFull
 from ...shared.permissions import Action
 from ..rooms.connection import Connection
 from .common import identity, services
-from .fanout import SEND_FRAME
+from .fanout import RECEIVE_DIRECT, SEND_FRAME
 
 logger = logging.getLogger(__name__)
 
@@ -31,13 +31,15 @@ async def session_socket(websocket: WebSocket) -> None:
     except ProofroomError as exc:
         await websocket.close(exc.close_code, exc.message[:120])
         return
+    extensions = websocket.scope.get("extensions") or {}
     conn = Connection(
         websocket,
         actor,
         room,
         svc.limits,
         svc.metrics,
-        send_frame=websocket.scope.get("extensions", {}).get(SEND_FRAME),
+        send_frame=extensions.get(SEND_FRAME),
+        attach_receiver=extensions.get(RECEIVE_DIRECT),
     )
     room.peers.add(conn)
     try:
