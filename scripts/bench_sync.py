@@ -1271,6 +1271,57 @@ def compare(
     return out
 
 
+#: Figures of a rooms run that are reported as medians over rounds.
+ROUND_FIGURES = (
+    "p50_ms",
+    "p99_ms",
+    "max_ms",
+    "server_cpu_pct",
+    "server_cpu_us_per_delivery",
+    "load_cpu_pct",
+)
+
+
+def compare_rounds(
+    kinds: list[str],
+    run: Callable[[str, argparse.Namespace], dict[str, Any]],
+    opts: argparse.Namespace,
+) -> dict[str, Any]:
+    """:func:`compare` ``opts.repeat`` times, alternating which server goes first.
+
+    With more than one round, each kind's headline figures are medians over the rounds,
+    and ``rounds`` keeps every round's figures (the ratio of two servers is taken per
+    round, where they ran side by side, then its median). The details of a kind (delivery
+    counts, per-second series, metrics) are those of its last round.
+    """
+    rounds = []
+    for number in range(opts.repeat):
+        order = kinds if number % 2 == 0 else kinds[::-1]
+        if opts.repeat > 1:
+            logger.info("--- round %d of %d", number + 1, opts.repeat)
+        rounds.append(compare(order, run, opts))
+    if len(rounds) == 1:
+        return rounds[0]
+    merged: dict[str, Any] = {}
+    for kind in kinds:
+        figures = dict(rounds[-1][kind])
+        figures["rounds"] = [{key: r[kind][key] for key in ROUND_FIGURES} for r in rounds]
+        for key in ROUND_FIGURES:
+            figures[key] = statistics.median(r[kind][key] for r in rounds)
+        quiet = [r[kind]["quiet"]["p99_ms"] for r in rounds if r[kind]["quiet_seconds"]]
+        if quiet:
+            figures["quiet"] = dict(figures["quiet"], p99_ms=statistics.median(quiet))
+        merged[kind] = figures
+    return merged
+
+
+def p99_ratio(mine: dict[str, Any], base: dict[str, Any]) -> tuple[float, list[float]]:
+    """Proofroom's p99 over the baseline's: the median of the per-round ratios, and those."""
+    pairs = list(zip(mine.get("rounds", [mine]), base.get("rounds", [base]), strict=True))
+    ratios = [m["p99_ms"] / b["p99_ms"] for m, b in pairs]
+    return statistics.median(ratios), ratios
+
+
 async def join_once(url: str, pins_expected: int, limit_s: float = 30.0) -> dict[str, Any]:
     """Open a websocket, sync, and wait until every pin is in the doc; timings."""
     client = BenchClient(
@@ -1512,7 +1563,11 @@ def checks_for(results: dict[str, Any]) -> list[Check]:
         info("rooms", f"{kind} server RSS MiB", figures["server_rss_mib_end"])
     mine, base = rooms.get("proofroom"), rooms.get("baseline")
     if mine and base:
-        limit("rooms", "proofroom p99 / baseline p99", mine["p99_ms"] / base["p99_ms"], 1.5)
+        ratio, ratios = p99_ratio(mine, base)
+        label = "proofroom p99 / baseline p99"
+        if len(ratios) > 1:
+            label += f", median of {len(ratios)}"
+        limit("rooms", label, ratio, 1.5)
         if mine["quiet_seconds"] and base["quiet_seconds"]:
             ratio = mine["quiet"]["p99_ms"] / base["quiet"]["p99_ms"]
             limit("rooms", "same, quiet seconds only", ratio, 1.5)
@@ -1573,6 +1628,11 @@ def print_report(results: dict[str, Any], opts: argparse.Namespace) -> list[Chec
     print(f"{'scenario':<12} {'figure':<42} {'value':>10}  {'target':<22} result")
     for check in checks:
         print(check.row())
+    rooms = results.get("rooms", {})
+    if "proofroom" in rooms and "baseline" in rooms:
+        _, ratios = p99_ratio(rooms["proofroom"], rooms["baseline"])
+        if len(ratios) > 1:
+            print(f"rooms: p99 ratio per round: {', '.join(f'{r:.2f}' for r in ratios)}")
     for name in ("rooms", "presenter"):
         for kind, figures in results.get(name, {}).items():
             print(
@@ -1585,6 +1645,12 @@ def print_report(results: dict[str, Any], opts: argparse.Namespace) -> list[Chec
                 f"server RSS max {figures['server_rss_mib_max']:.0f} MiB, "
                 f"closes {figures['closes'] or '{}'}, auth denied {figures['auth_denied'] or '{}'}"
             )
+            if "rounds" in figures:
+                each = "; ".join(
+                    f"p50 {r['p50_ms']:.1f} p99 {r['p99_ms']:.1f} ms CPU {r['server_cpu_pct']:.0f}%"
+                    for r in figures["rounds"]
+                )
+                print(f"  rounds (figures above are their medians; details of the last): {each}")
             print(f"  p99 ms by second: {figures['p99_ms_by_second']}")
             print(f"  other processes, % of a core by second: {figures['other_cpu_pct_by_second']}")
             print_server_metrics(figures.get("server_metrics", {}))
@@ -1626,6 +1692,7 @@ DEFAULTS = {
     "presenter_clients": (300, 100),
     "presenter_duration": (20.0, 5.0),
     "late_joins": (10, 3),
+    "repeat": (3, 1),
     "startup_runs": (5, 2),
     "idle_clients": (1000, 200),
     "idle_rooms": (10, 4),
@@ -1643,6 +1710,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--clients", type=int, help="rooms: clients in all (1000; quick 200)")
     add("--rooms", type=int, help="rooms: number of rooms (100; quick 20)")
     add("--duration", type=float, help="measured seconds per run (30; quick 6)")
+    add(
+        "--repeat",
+        type=int,
+        help="rooms: rounds against each server, alternating which goes first; figures are "
+        "medians over the rounds (3; quick 1)",
+    )
     add("--warmup", type=float, help="seconds of load before measuring (5; quick 2)")
     add("--drain", type=float, help="seconds to wait for stragglers (3; quick 2)")
     add("--connect-rate", type=float, default=200.0, help="new connections per second")
@@ -1693,7 +1766,7 @@ def run_scenarios(opts: argparse.Namespace) -> dict[str, Any]:
     """Run the chosen scenarios; a scenario that fails is reported and the rest go on."""
     results: dict[str, Any] = {}
     plan: dict[str, Callable[[], Any]] = {
-        "rooms": lambda: compare(opts.servers, rooms_once, opts),
+        "rooms": lambda: compare_rounds(opts.servers, rooms_once, opts),
         "presenter": lambda: compare(opts.servers, presenter_once, opts),
         "late_join": lambda: late_join(opts),
         "startup": lambda: startup(opts),
