@@ -172,7 +172,7 @@ class Connection:
         attach = self._attach_receiver
         while self.close_request is None:
             if attach is not None:
-                attach(self._receive_direct)
+                attach(self._handle_guarded)
             message = await self._transport.receive()
             if message["type"] == "websocket.disconnect":
                 return
@@ -180,12 +180,13 @@ class Connection:
             if data is None:
                 self.close_soon(CloseCode.BAD_MESSAGE, "text frames are not part of the protocol")
                 return
-            self.handle_message(data)
+            self._handle_guarded(data)
 
-    def _receive_direct(self, data: bytes) -> None:
+    def _handle_guarded(self, data: bytes) -> None:
+        """:meth:`handle_message`, from either path; a bug closes this connection (1011)."""
         try:
             self.handle_message(data)
-        except Exception:  # a bug must cost this connection only, never the socket's reader
+        except Exception:  # never the socket's reader, nor the other participants
             logger.exception("handling a message failed")
             self.close_soon(CloseCode.INTERNAL_ERROR, "internal error")
 

@@ -41,9 +41,7 @@ SEND_FRAME = "proofroom.send_frame"
 #: them first, then attach again) or the connection is not open.
 RECEIVE_DIRECT = "proofroom.receive_direct"
 
-SendFrame = Callable[[bytes], bool]
 Receiver = Callable[[bytes], None]
-AttachReceiver = Callable[[Receiver], bool]
 
 _OP_BINARY_FIN = 0x82
 
@@ -81,12 +79,14 @@ class FanoutWebSocketProtocol(WebSocketsSansIOProtocol):
             scope["extensions"][SEND_FRAME] = self.send_frame
             scope["extensions"][RECEIVE_DIRECT] = self.attach_receiver
 
+    def _open(self) -> bool:
+        """Handshake done, and neither side has closed."""
+        return self.handshake_complete and not self.close_sent and not self.disconnected
+
     def send_frame(self, message: bytes) -> bool:
         """Write ``message`` as one binary frame now; False where the ASGI path must send."""
         if (
-            not self.handshake_complete
-            or self.close_sent
-            or self.disconnected
+            not self._open()
             or self.initial_response is not None
             or not self.writable.is_set()
             or self.conn.state is not State.OPEN
@@ -99,12 +99,7 @@ class FanoutWebSocketProtocol(WebSocketsSansIOProtocol):
 
     def attach_receiver(self, receiver: Receiver) -> bool:
         """Hand later binary messages to ``receiver``; False while any wait in the queue."""
-        if (
-            not self.handshake_complete
-            or self.close_sent
-            or self.disconnected
-            or not self.queue.empty()
-        ):
+        if not self._open() or not self.queue.empty():
             return False
         self._receiver = receiver
         if self.read_paused:  # nothing waits for the application any more
