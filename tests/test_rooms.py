@@ -10,7 +10,7 @@ from pycrdt import Array, Doc, Map
 from proofroom.shared import codec
 from proofroom.shared.protocol import CloseCode
 
-from .helpers import ReviewSession, RunningServer, run_server
+from .helpers import PEOPLE, ReviewSession, RunningServer, run_server
 
 
 async def test_late_joiner_gets_full_state_at_once(
@@ -47,10 +47,10 @@ async def test_awareness_is_relayed_stamped_and_cleared(
         await watcher.wait_for(lambda: len(watcher.peers) == 1)
         state = next(iter(watcher.peers.values()))
         assert state["cursor"] == [10, 20]
-        # The server stamps who is really behind the token.
+        # The server stamps who is really behind the token, the name they joined with too.
         assert state["user"] == {
             "id": session.users["commenter"],
-            "name": "Ana",
+            "name": PEOPLE["commenter"],
             "role": "commenter",
         }
         async with server.client(session.id, session.tokens["editor"]) as newcomer:
@@ -169,7 +169,7 @@ async def test_invalid_new_pins_are_reverted(
         if case == "spoofed_author":
             a.pins["p"] = _pin(other)
         elif case == "bad_status":
-            a.pins["p"] = _pin(me, status="resolved")
+            a.pins["p"] = _pin(me, status="banana")
         elif case == "server_field":
             a.pins["p"] = _pin(me, layers=["l1"])
         elif case == "outside_image":
@@ -373,7 +373,7 @@ async def test_unknown_roots_are_refused(server: RunningServer, session: ReviewS
         stranger.get("scratch", type=Map)["x"] = 1
         await a.send_raw(codec.sync_update(stranger.get_update()))
         await a.wait_for(lambda: a.denied)
-        assert "unknown document roots" in a.denied[0]
+        assert "unknown document root 'scratch'" in a.denied[0]
 
 
 async def test_a_reconnecting_viewer_is_not_told_off(

@@ -18,7 +18,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from ..shared import codec, schema
-from ..shared.protocol import MessageType, SyncStep
+from ..shared.protocol import CloseCode, MessageType, SyncStep
 
 logger = logging.getLogger(__name__)
 
@@ -42,11 +42,7 @@ class SessionClient:
             )
         )
         self.session_id = session_id
-        self.doc: Doc[Any] = Doc()
-        self.meta = self.doc.get(schema.META, type=Map)
-        self.pins = self.doc.get(schema.PINS, type=Map)
-        self.layers = self.doc.get(schema.LAYERS, type=Array)
-        self.jobs = self.doc.get(schema.JOBS, type=Map)
+        self._new_document()
         #: Other participants' awareness states by client id.
         self.peers: dict[int, dict[str, Any]] = {}
         #: Reasons of every permission-denied message received.
@@ -61,7 +57,25 @@ class SessionClient:
         self._awareness_clock = itertools.count()
         self._awareness_state: dict[str, Any] | None = None
         self._applying_remote = False
-        self.doc.observe(self._on_local_update)
+        #: Set when the server said this copy cannot get back in sync (close 4409).
+        self._stale = False
+        #: The copy that replaces :attr:`doc` once its sync arrives, after a refusal.
+        self._fresh: Doc[Any] | None = None
+        #: Which copy each sync step 1 sent so far is for, oldest first (the server
+        #: answers them in order).
+        self._awaiting: list[Doc[Any]] = []
+
+    def _new_document(self) -> None:
+        """Start over from an empty document (what the server holds arrives in its sync)."""
+        self._install(Doc())
+
+    def _install(self, doc: Doc[Any]) -> None:
+        self.doc: Doc[Any] = doc
+        self.meta = doc.get(schema.META, type=Map)
+        self.pins = doc.get(schema.PINS, type=Map)
+        self.layers = doc.get(schema.LAYERS, type=Array)
+        self.jobs = doc.get(schema.JOBS, type=Map)
+        self._subscription = doc.observe(self._on_local_update)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -80,12 +94,18 @@ class SessionClient:
     async def connect(self, *, timeout: float = 10.0, wait_synced: bool = True) -> None:
         """Open the socket and sync; raise ConnectionError if the server closes it first."""
         self.synced.clear()
+        if self._stale or self._fresh is not None:
+            # This copy holds a change the server refused: start from a fresh one.
+            self._stale = False
+            self._new_document()
         self.closed = None
+        self._fresh = None
+        self._awaiting = []
         self._ws = await connect(
             self.url, max_size=self._max_size, compression=None, open_timeout=timeout
         )
         self._reader = asyncio.get_running_loop().create_task(self._read_loop(self._ws))
-        await self._send(codec.sync_step1(self.doc.get_state()))
+        await self._request_sync(self.doc)
         if self._awareness_state is not None:
             await self._send_awareness()
         if wait_synced:
@@ -168,6 +188,7 @@ class SessionClient:
                             self.peers[entry.client_id] = entry.state
                 elif kind is MessageType.AUTH:
                     self.denied.append(content)
+                    await self._start_over()
                 elif kind is MessageType.QUERY_AWARENESS and self._awareness_state is not None:
                     await self._send_awareness()
                 await self._notify()
@@ -175,19 +196,56 @@ class SessionClient:
             pass
         finally:
             self.closed = (ws.close_code, ws.close_reason or "")
+            if ws.close_code == CloseCode.OUT_OF_SYNC:
+                self._stale = True  # the next connect starts from a fresh copy
             await self._notify()
+
+    async def _request_sync(self, doc: Doc[Any]) -> None:
+        self._awaiting.append(doc)
+        await self._send(codec.sync_step1(doc.get_state()))
+
+    async def _start_over(self) -> None:
+        """The server refused a change of ours: sync a fresh copy to replace this one.
+
+        A refused change stays in a CRDT document for good (there is no rollback), and so
+        would anything built on it; a fresh copy of the server's truth is the way back.
+        The current copy stays in place, and live, until the fresh one has arrived; then
+        :attr:`doc` and its roots are new objects.
+        """
+        if self._fresh is None:
+            self._fresh = Doc()
+            await self._request_sync(self._fresh)
+
+    def _apply_remote(self, doc: Doc[Any], update: bytes) -> None:
+        # Doc-level observers do not see the transaction origin, hence the flag.
+        self._applying_remote = True
+        try:
+            doc.apply_update(update)
+        finally:
+            self._applying_remote = False
 
     async def _on_sync(self, message: codec.SyncMessage) -> None:
         if message.step is SyncStep.STEP1:
             await self._send(codec.sync_step2(self.doc.get_update(message.payload)))
             return
-        # Doc-level observers do not see the transaction origin, hence the flag.
-        self._applying_remote = True
-        try:
-            self.doc.apply_update(message.payload)
-        finally:
-            self._applying_remote = False
-        if message.step is SyncStep.STEP2:
+        if message.step is SyncStep.UPDATE:
+            self._apply_remote(self.doc, message.payload)
+            if self._fresh is not None:
+                self._apply_remote(self._fresh, message.payload)
+            return
+        target = self._awaiting.pop(0) if self._awaiting else self.doc
+        self._apply_remote(target, message.payload)
+        if target is self._fresh:
+            old_client = self.doc.client_id
+            self._fresh = None
+            self._install(target)
+            # What this copy's writer sent while the fresh copy was on its way.
+            await self._request_sync(target)
+            if self._awareness_state is not None:
+                clock = next(self._awareness_clock) + 1
+                await self._send(codec.encode_awareness([(old_client, clock, "null")]))
+                await self._send_awareness()
+        elif target is self.doc:
             self.synced.set()
 
     async def _notify(self) -> None:

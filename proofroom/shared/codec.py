@@ -174,3 +174,18 @@ def decode_state_vector(state: bytes) -> dict[int, int]:
         client = reader.var_uint()
         vector[client] = reader.var_uint()
     return vector
+
+
+def read_state_vector(state: bytes) -> dict[int, int]:
+    """:func:`decode_state_vector`, refusing trailing bytes and impossible counts."""
+    reader = Reader(state)
+    count = reader.var_uint()
+    if count > len(state):
+        raise MalformedMessage("truncated state vector")
+    vector = {}
+    for _ in range(count):
+        client = reader.var_uint()
+        vector[client] = reader.var_uint()
+    if not reader.done():
+        raise MalformedMessage("trailing bytes after the state vector")
+    return vector

@@ -40,6 +40,15 @@ class CloseCode(IntEnum):
     FORBIDDEN = 4403
     NOT_FOUND = 4404
     TOO_SLOW = 4408
+    #: The client's copy holds a change the server refused (or skipped part of its own
+    #: history): it must drop its copy and sync again.
+    OUT_OF_SYNC = 4409
     DOC_TOO_LARGE = 4413
     RATE_LIMITED = 4429
+    #: One connection introduced more presence client ids than allowed.
+    PRESENCE_CLIENTS = 4430
+    #: A presence state larger than allowed.
+    PRESENCE_STATE_TOO_LARGE = 4431
+    #: The session's presence table is full.
+    PRESENCE_FULL = 4432
     ROOM_FULL = 4503

@@ -15,6 +15,9 @@ SERVER_ROOTS: Final = frozenset({META, LAYERS, JOBS})
 #: Roots clients may write, under the write guard.
 CLIENT_ROOTS: Final = frozenset({PINS})
 ROOTS: Final = SERVER_ROOTS | CLIENT_ROOTS
+#: Roots that are maps (keyed entries); the others are arrays.
+MAP_ROOTS: Final = frozenset({META, PINS, JOBS})
+ARRAY_ROOTS: Final = frozenset({LAYERS})
 
 
 class Meta:
@@ -68,7 +71,8 @@ class Comment:
 
     AUTHOR_EDITABLE: Final = frozenset({TEXT, EDITED_AT, DELETED})
     REQUIRED: Final = frozenset({ID, AUTHOR, TEXT, AT})
-    CREATABLE: Final = REQUIRED | {EDITED_AT}
+    #: (A comment written and blanked while offline arrives with ``deleted`` set.)
+    CREATABLE: Final = REQUIRED | {EDITED_AT, DELETED}
 
 
 class Layer:

@@ -170,6 +170,15 @@ const ops = {
     getPin(pinId).set(key, value)
     return {}
   },
+  delete_pin: ({ pin_id: pinId }) => {
+    roots.pins.delete(pinId)
+    return {}
+  },
+  // A write to a root outside the schema (the server refuses it whole).
+  set_unknown_root: ({ root, key, value }) => {
+    ydoc.getMap(root).set(key, value)
+    return {}
+  },
   awareness: ({ state }) => {
     provider.awareness.setLocalState(state ?? null)
     return {}

@@ -1,17 +1,29 @@
-"""The write guard (DESIGN.md section 4).
+"""The write guard (DESIGN.md section 4): a client's update is judged before it is applied.
 
-A writer's update is applied inside a transaction whose origin marks it as under review.
-Deep observers on every root record what the transaction changed; if any change is not
-allowed for the writer's role and identity, an undo manager that tracks only that origin
-reverts the whole update in the same tick, and the caller answers permission denied.
-Reverting (rather than dropping) keeps the client's update history intact, so a Yjs client
-never stalls waiting for a missing update.
+pycrdt has no rollback, and applying a forbidden update to the live document and then
+reverting it leaks by construction: its content reaches everyone in the broadcast, stays in
+the log and in every newcomer's sync, counts toward the document's size, and a "restored"
+deletion is a new object that loses concurrent edits. So the guard keeps a private replica
+of the room's document and decides there:
 
-The observers take pycrdt's native events. Most traffic is a writer editing fields of a
-pin (text, position, status): those are checked straight from the native event's path and
-keys, against the pin authors the guard remembers. Anything else (new pins, threads,
-comments, values that are shared types) goes through pycrdt's typed events. The typed
-conversion of every event cost more than the rest of the check (sync benchmark).
+1. The update's bytes are read first (:mod:`proofroom.shared.updates`): unknown roots, a
+   root written as the wrong type, server roots, shared types other than maps and arrays,
+   values nested too deeply, and anything that depends on content the server does not hold
+   (a gap in a client's clock, a change the server refused) are refused without touching
+   the replica.
+2. The update is applied to the replica, whose deep observers check every change against
+   the writer's role and identity (who wrote the pin, which fields, which transitions).
+3. Only an accepted update is applied to the live document, logged and broadcast. A refused
+   one leaves the live document untouched; the replica is rebuilt from it.
+
+Accepting costs one more apply of the update (on a document of the same size); refusing
+after step 2 costs a rebuild of the replica, which the per-connection refusal limit bounds
+(BENCHMARKS.md has both figures).
+
+The observers take pycrdt's native events where :mod:`.native_events` can: most traffic is
+a writer editing fields of a pin, checked straight from the native event's path and keys
+against the pin authors the guard remembers. Anything else goes through pycrdt's typed
+events, as does everything when the fast paths are off.
 """
 
 from __future__ import annotations
@@ -19,93 +31,227 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from pycrdt import Array, ArrayEvent, Doc, Map, MapEvent, Transaction, UndoManager
+from pycrdt import Array, ArrayEvent, Doc, Map, MapEvent
 
-# pycrdt is pinned below 0.15: its native event type and its own typed conversion.
-from pycrdt._base import observe_deep_callback
-from pycrdt._pycrdt import MapEvent as NativeMapEvent
-
-from ...shared import schema
+from ...shared import codec, schema
+from ...shared.codec import MalformedMessage
 from ...shared.enums import PIN_TRANSITIONS, PinStatus, can_transition
 from ...shared.schema import Comment, Pin
+from ...shared.updates import ID, TYPE_ARRAY, UpdateShape, read_update
 from ..identity import Identity
 from ..store.blobs import is_blob_id
+from . import native_events
 
 logger = logging.getLogger(__name__)
 
-
-class _Origin:
-    """Transaction origin of an update under review (compared by identity)."""
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "<guarded client update>"
-
-
-GUARDED = _Origin()
 _NO_AUTHOR = object()
-#: pycrdt's native map event (its stubs do not declare the attributes read here).
-_NATIVE_MAP_EVENT: Any = NativeMapEvent
+_ABSENT = object()
 #: Values a native event carries as plain Python (anything else is a shared type).
 _PLAIN = (str, int, float, bool, type(None), list, dict)
+_PIN_STATUSES = frozenset(status.value for status in PinStatus)
 #: The pin fields whose changes :attr:`Guard.on_pins_touched` reports.
 LISTENED_PIN_FIELDS = frozenset((Pin.STATUS, Pin.AUTHOR, Pin.CREATED_AT))
 
 
-class Guard:
-    """Checks and, where needed, reverts client updates on one document."""
+def new_document() -> tuple[Doc[Any], dict[str, Map[Any] | Array[Any]]]:
+    """A document with the schema's roots typed."""
+    doc: Doc[Any] = Doc()
+    roots: dict[str, Map[Any] | Array[Any]] = {
+        name: doc.get(name, type=Map if name in schema.MAP_ROOTS else Array)
+        for name in (schema.META, schema.PINS, schema.LAYERS, schema.JOBS)
+    }
+    return doc, roots
 
-    def __init__(
-        self, doc: Doc[Any], roots: dict[str, Map[Any] | Array[Any]], meta: Map[Any]
-    ) -> None:
-        self._doc = doc
-        self._meta = meta
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The guard's decision on one update."""
+
+    #: Why it was refused (empty: accepted).
+    reasons: tuple[str, ...] = ()
+    #: Refused because it builds on content the server does not hold: the writer's copy
+    #: has diverged (it holds a change the server refused, or skipped part of its history).
+    out_of_sync: bool = False
+
+    @property
+    def accepted(self) -> bool:
+        return not self.reasons
+
+
+ACCEPTED = Verdict()
+
+
+class Guard:
+    """Judges client updates against a private replica of one room's document."""
+
+    def __init__(self, live: Callable[[], bytes], *, native_events_enabled: bool = True) -> None:
+        #: Reads the live document's whole state (to rebuild the replica after a refusal).
+        self._live = live
+        self._native = native_events_enabled and native_events.AVAILABLE
         self._actor: Identity | None = None
         self._violations: list[str] = []
-        self._undo = UndoManager(scopes=list(roots.values()), capture_timeout_millis=0)
-        self._undo.include_origin(GUARDED)
-        self._known_roots = set(roots)
+        self._touched: list[str] = []
         #: Each pin's author (it never changes), so an edit's check reads no pin map.
         self._authors: dict[str, Any] = {}
-        #: Told which pins appeared, disappeared or changed a listened field, after every
-        #: transaction on ``pins`` (any origin).
+        #: The ids of every array in the document (threads): an item may not be placed in
+        #: one by key, which would hide it from every reader.
+        self._arrays: set[ID] = set()
+        #: What the update under review changed in ``_authors`` (pin id, value before).
+        self._journal: list[tuple[str, Any]] = []
+        #: Told which pins appeared, disappeared or changed a listened field, after an
+        #: accepted client update or a server write.
         self.on_pins_touched: Callable[[list[str]], None] | None = None
-        # Keep the subscriptions (and the roots) referenced for the guard's lifetime.
-        self._roots = roots
-        self._subscriptions = [
-            root.integrated.observe_deep(self._make_observer(name)) for name, root in roots.items()
-        ]
+        self._reset(b"")
 
-    def apply(self, update: bytes, actor: Identity) -> list[str]:
-        """Apply a writer's update; return why it must be reverted (empty if accepted).
+    @property
+    def native_events(self) -> bool:
+        """Whether the observers take pycrdt's native events (the fast path)."""
+        return self._native
 
-        Call :meth:`settle` next, in the same tick. Raises ValueError for an update that
-        cannot be decoded (nothing is applied then).
+    # -- the replica ----------------------------------------------------------------------
+
+    def load(self, state: bytes, arrays: set[ID] | None = None) -> None:
+        """Start from the room's whole document (after the room loaded it).
+
+        ``arrays`` are the ids of the arrays it holds (:func:`arrays_in`); read here when
+        not given.
         """
+        self._reset(state)
+        self._arrays = arrays_in(state) if arrays is None else arrays
+        self._authors = {}
+        pins: Map[Any] = self._roots[schema.PINS]  # type: ignore[assignment]
+        with self._doc.transaction():
+            for pin_id, pin in pins.items():
+                self._authors[pin_id] = pin.get(Pin.AUTHOR) if isinstance(pin, Map) else _NO_AUTHOR
+
+    def _reset(self, state: bytes) -> None:
+        """A replica holding ``state``, observed from then on (nothing fires for ``state``).
+
+        The observers subscribe after the state is in: converting the events of a whole
+        document cost more than the rest of a rebuild (scripts/bench_guard.py).
+        """
+        self._doc, self._roots = new_document()
+        self._meta: Map[Any] = self._roots[schema.META]  # type: ignore[assignment]
+        if state:
+            self._doc.apply_update(state)
+        #: The replica's state vector: client id -> next clock.
+        self._clocks: dict[int, int] = codec.decode_state_vector(self._doc.get_state())
+        if not state:
+            self._arrays = set()
+        self._subscriptions = [self._observe(name, root) for name, root in self._roots.items()]
+
+    def _observe(self, name: str, root: Map[Any] | Array[Any]) -> Any:
+        observer = self._make_observer(name)
+        if self._native:
+            return native_events.observe_deep_native(root, observer)
+        return root.observe_deep(observer)
+
+    def follow(self, update: bytes) -> None:
+        """Apply a change the live document took without the guard (a server write)."""
+        shape = read_update(update)
+        self._doc.apply_update(update)
+        self._absorb(shape)
+        self._flush_touched()
+
+    def _absorb(self, shape: UpdateShape) -> None:
+        clocks = self._clocks
+        for client, (_start, end) in shape.ranges.items():
+            known = clocks.get(client, 0)
+            if end > known:
+                clocks[client] = end
+                for (c, clock), kind in shape.types.items():
+                    if kind == TYPE_ARRAY and c == client and clock >= known:
+                        self._arrays.add((c, clock))
+
+    def _flush_touched(self) -> None:
+        touched, self._touched = self._touched, []
+        if touched and self.on_pins_touched is not None:
+            self.on_pins_touched(touched)
+
+    def adds_content(self, update: bytes) -> bool:
+        """Whether ``update`` carries anything the document does not hold yet."""
+        try:
+            shape = read_update(update)
+        except MalformedMessage:
+            return True
+        return any(end > self._clocks.get(c, 0) for c, (_, end) in shape.ranges.items())
+
+    # -- judging --------------------------------------------------------------------------
+
+    def check(self, update: bytes, actor: Identity) -> Verdict:
+        """Judge a writer's update; an accepted one is now in the replica, not yet live.
+
+        Raises MalformedMessage for bytes that are not an update (nothing is applied then).
+        """
+        shape = read_update(update)
+        verdict = self._check_shape(shape)
+        if not verdict.accepted:
+            return verdict
         self._actor = actor
         self._violations = []
+        self._touched = []
+        self._journal = []
         try:
-            with self._doc.transaction(origin=GUARDED) as txn:
-                self._doc.apply_update(update)
-                names = _root_names(self._doc, txn)
+            self._doc.apply_update(update)
+        except Exception as exc:  # the replica refused it: so would the live document
+            logger.warning("an update passed the shape check but not pycrdt: %r", exc)
+            self._violations.append("the update could not be applied")
         finally:
             self._actor = None
-        unknown = names - self._known_roots
-        if unknown:
-            self._known_roots |= unknown
-            self._violations.append(f"unknown document roots: {sorted(unknown)}")
-        return self._violations
+        if self._violations:
+            self._touched = []
+            for pin_id, author in reversed(self._journal):
+                if author is _ABSENT:
+                    self._authors.pop(pin_id, None)
+                else:
+                    self._authors[pin_id] = author
+            # The replica holds the refused change now: start again from the live document.
+            clocks = self._clocks
+            self._reset(self._live())
+            self._clocks = clocks
+            return Verdict(tuple(dict.fromkeys(self._violations)))
+        self._absorb(shape)
+        self._flush_touched()
+        return ACCEPTED
 
-    def settle(self, revert: bool) -> None:
-        """Revert the last applied update (or keep it) and forget it."""
-        try:
-            if revert:
-                self._undo.undo()
-        finally:
-            self._undo.clear()
+    def _check_shape(self, shape: UpdateShape) -> Verdict:
+        clocks = self._clocks
+        ends: dict[int, int] = {}
+        for client, (start, end) in shape.ranges.items():
+            known = clocks.get(client, 0)
+            if start > known:
+                return _diverged("it skips part of its writer's history")
+            ends[client] = max(known, end)
+
+        def held(client: int, clock: int) -> bool:
+            return clock < ends.get(client, clocks.get(client, 0))
+
+        for client, clock in shape.refs:
+            if not held(client, clock):
+                return _diverged("it builds on content the server does not hold")
+        for client, clock, length in shape.deletes:
+            if not held(client, clock + length - 1):
+                return _diverged("it deletes content the server does not hold")
+        reasons: list[str] = []
+        for write in shape.roots:
+            if write.root not in schema.ROOTS:
+                reasons.append(f"unknown document root {write.root!r}")
+            elif write.root in schema.SERVER_ROOTS:
+                reasons.append(f"'{write.root}' is written by the server only")
+            elif (write.key is None) == (write.root in schema.MAP_ROOTS):
+                kind = "map" if write.root in schema.MAP_ROOTS else "array"
+                reasons.append(f"'{write.root}' is a {kind} and can only be written as one")
+        for nested in shape.nested:
+            if nested.key is not None and (
+                nested.parent in self._arrays or shape.types.get(nested.parent) == TYPE_ARRAY
+            ):
+                reasons.append("an array written as a map")
+        if shape.unsupported:
+            reasons.append(f"only maps and arrays are allowed, not {sorted(shape.unsupported)}")
+        return Verdict(tuple(dict.fromkeys(reasons))) if reasons else ACCEPTED
 
     # -- observers ------------------------------------------------------------------------
 
@@ -113,11 +259,14 @@ class Guard:
         if root != schema.PINS:
 
             def server_root(events: list[Any]) -> None:
-                # Only a guarded transaction is under review while an actor is set.
+                # Only a client's update is under review while an actor is set.
                 if self._actor is not None:
                     self._deny(f"'{root}' is written by the server only")
 
             return server_root
+
+        if not self._native:
+            return self._typed_pin_events
 
         def pins(events: list[Any]) -> None:
             try:
@@ -125,7 +274,7 @@ class Guard:
                     return
             except Exception as exc:  # let the typed path judge (and report) it
                 logger.debug("native pin events fell back to typed ones: %r", exc)
-            observe_deep_callback(self._typed_pin_events, self._doc, 1, events)
+            native_events.typed(self._typed_pin_events, self._doc, events)
 
         return pins
 
@@ -135,12 +284,14 @@ class Guard:
         touched: list[str] = []
         checks: list[tuple[Any, dict[str, Any]]] = []
         for native in events:
-            if type(native) is not _NATIVE_MAP_EVENT:
+            if not native_events.is_native_map_event(native):
                 return False
             path = native.path
             if len(path) != 1:
                 return False
             keys = native.keys
+            if not keys:
+                return False
             for change in keys.values():
                 if not isinstance(change.get("newValue"), _PLAIN):
                     return False
@@ -152,25 +303,26 @@ class Guard:
                 checks.append((author, keys))
             if not LISTENED_PIN_FIELDS.isdisjoint(keys):
                 touched.append(str(pin_id))
-        if touched and self.on_pins_touched is not None:
-            self.on_pins_touched(touched)
+        self._note_touched(touched)
         if actor is not None:
             for author, keys in checks:
                 self._check_pin_keys(author, keys, actor)
         return True
 
+    def _note_touched(self, pin_ids: list[str]) -> None:
+        if pin_ids:
+            self._touched.extend(pin_ids)
+
     def _typed_pin_events(self, events: list[Any]) -> None:
         self._note_authors(events)
-        if self.on_pins_touched is not None:
-            touched: list[str] = []
-            for event in events:
-                path = event.path
-                if not path:
-                    touched.extend(str(key) for key in event.keys)
-                elif len(path) == 1 and not LISTENED_PIN_FIELDS.isdisjoint(event.keys):
-                    touched.append(str(path[0]))
-            if touched:
-                self.on_pins_touched(touched)
+        touched: list[str] = []
+        for event in events:
+            path = event.path
+            if not path:
+                touched.extend(str(key) for key in event.keys)
+            elif len(path) == 1 and not LISTENED_PIN_FIELDS.isdisjoint(event.keys):
+                touched.append(str(path[0]))
+        self._note_touched(touched)
         actor = self._actor
         if actor is None:
             return
@@ -178,7 +330,7 @@ class Guard:
             for event in events:
                 self._check_pin_event(event, actor)
         except Exception as exc:  # a malformed structure must never crash the room
-            logger.warning("guard rejected an update it could not inspect: %r", exc)
+            logger.warning("guard refused an update it could not inspect: %r", exc)
             self._violations.append("malformed change")
 
     def _note_authors(self, events: list[Any]) -> None:
@@ -186,6 +338,8 @@ class Guard:
             if event.path:
                 continue
             for pin_id, change in event.keys.items():
+                if self._actor is not None:  # under review: undone if refused
+                    self._journal.append((pin_id, self._authors.get(pin_id, _ABSENT)))
                 value = change.get("newValue")
                 if change["action"] == "delete":
                     self._authors.pop(pin_id, None)
@@ -200,6 +354,10 @@ class Guard:
     def _check_pin_event(self, event: Any, actor: Identity) -> None:
         path = list(event.path)
         is_map = isinstance(event, MapEvent)  # kept as a flag: pycrdt's events are untyped
+        if is_map and not event.keys:
+            # Items placed in a map's sequence: no reader would ever see them.
+            self._deny("a map written as an array")
+            return
         if not path and is_map:
             for pin_id, change in event.keys.items():
                 if change["action"] != "add":
@@ -232,8 +390,9 @@ class Guard:
             self._deny(f"a new pin may not set {sorted(extra)}")
         if fields.get(Pin.AUTHOR) != actor.user_id:
             self._deny("a pin's author must be its writer")
-        if fields.get(Pin.STATUS) != PinStatus.OPEN.value:
-            self._deny("a new pin must be open")
+        # A pin made and resolved while offline arrives resolved, in one update.
+        if fields.get(Pin.STATUS) not in _PIN_STATUSES:
+            self._deny(f"a pin's status is one of {sorted(_PIN_STATUSES)}")
         for key in (Pin.X, Pin.Y, Pin.TEXT, Pin.CREATED_AT, Pin.UPDATED_AT, Pin.REGION, Pin.MASK):
             if key in fields:
                 self._check_pin_value(key, fields[key])
@@ -318,6 +477,10 @@ class Guard:
         self._check_text(fields.get(Comment.TEXT))
         if not _is_number(fields.get(Comment.AT)):
             self._deny("a comment's 'at' must be a time in seconds")
+        if Comment.EDITED_AT in fields and not _is_number(fields[Comment.EDITED_AT]):
+            self._deny("'edited_at' must be a time in seconds")
+        if Comment.DELETED in fields and not isinstance(fields[Comment.DELETED], bool):
+            self._deny("'deleted' must be true or false")
 
     def _check_comment_edit(self, event: Any, actor: Identity) -> None:
         if event.target.get(Comment.AUTHOR) != actor.user_id:
@@ -335,15 +498,13 @@ class Guard:
                 self._deny("'edited_at' must be a time in seconds")
 
 
-def _root_names(doc: Doc[Any], txn: Transaction) -> set[str]:
-    """The names of the document's roots, read in ``txn``.
+def arrays_in(state: bytes) -> set[ID]:
+    """The ids of the arrays a document state holds (pure Python: run it off the loop)."""
+    return {item for item, kind in read_update(state).types.items() if kind == TYPE_ARRAY}
 
-    ``Doc.keys()`` wraps every root in a Python object first, which cost more than the rest
-    of the check per update; the native call (pycrdt is pinned below 0.15) lists the names.
-    """
-    native_doc: Any = doc._doc
-    native_txn: Any = txn._txn
-    return set(native_doc.roots(native_txn))
+
+def _diverged(why: str) -> Verdict:
+    return Verdict((f"out of sync: {why}; reload the document",), out_of_sync=True)
 
 
 def _is_number(value: Any) -> bool:

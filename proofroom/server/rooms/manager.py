@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -14,7 +14,10 @@ from anyio.abc import TaskGroup
 
 from ...shared.errors import RoomUnavailable
 from ..metrics import Metrics
+from ..store.db import Statement
 from ..store.doclog import DocLog
+from .awareness import PresenceLimits
+from .compaction import Compactor
 from .room import PinListener, Room
 
 logger = logging.getLogger(__name__)
@@ -32,6 +35,8 @@ class RoomManager:
         compact_after_updates: int,
         idle_seconds: float,
         pin_listener: PinListener | None = None,
+        presence: PresenceLimits | None = None,
+        native_events: bool = True,
     ) -> None:
         #: Told about pin changes after each commit (see :data:`PinListener`).
         self.pin_listener = pin_listener
@@ -40,13 +45,18 @@ class RoomManager:
         self._max_doc_bytes = max_doc_bytes
         self._compact_after = compact_after_updates
         self._idle_seconds = idle_seconds
+        self._presence = presence
+        self._native_events = native_events
         self.rooms: dict[str, Room] = {}
         #: Rooms being unloaded, until their last change is durable.
         self._unloading: dict[str, Room] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._tg: TaskGroup | None = None
+        #: Merges rooms' logs into snapshots off the event loop.
+        self.compactor = Compactor()
 
     async def __aenter__(self) -> RoomManager:
+        await self.compactor.__aenter__()
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
         self._tg.start_soon(self._sweep)
@@ -67,7 +77,10 @@ class RoomManager:
                 await room.drained()
         # The sweeper never ends on its own.
         self._tg.cancel_scope.cancel()
-        await self._tg.__aexit__(exc_type, exc, tb)
+        try:
+            await self._tg.__aexit__(exc_type, exc, tb)
+        finally:
+            await self.compactor.__aexit__(exc_type, exc, tb)
 
     async def acquire(self, session_id: str) -> Room:
         """The live room of a session, loading it from the log if needed."""
@@ -92,6 +105,9 @@ class RoomManager:
                     max_doc_bytes=self._max_doc_bytes,
                     compact_after_updates=self._compact_after,
                     pin_listener=self._on_pins,
+                    presence=self._presence,
+                    native_events=self._native_events,
+                    compactor=self.compactor,
                 )
                 await room.load()
                 self.rooms[session_id] = room
@@ -102,12 +118,17 @@ class RoomManager:
         if self.pin_listener is not None:
             self.pin_listener(room, pins, initial)
 
-    async def server_write(self, session_id: str, fn: Callable[[Room], Any]) -> Any:
+    async def server_write(
+        self,
+        session_id: str,
+        fn: Callable[[Room], Any],
+        statements: Callable[[Any], Sequence[Statement]] | None = None,
+    ) -> Any:
         """Run a server transaction on a session's document (loading it if needed)."""
         for _ in range(3):
             room = await self.acquire(session_id)
             try:
-                return await room.server_write(fn)
+                return await room.server_write(fn, statements)
             except RoomUnavailable:
                 # Unloaded between the acquire and the write, nothing applied: once more.
                 if self.rooms.get(session_id) is room and not room.failed:

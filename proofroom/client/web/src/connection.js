@@ -35,6 +35,7 @@ export class Connection extends Emitter {
     this.state = 'connecting'
     this.why = ''
     this.everSynced = false
+    this.stale = false
     const scheme = location.protocol === 'https:' ? 'wss' : 'ws'
     this.provider = new WebsocketProvider(`${scheme}://${location.host}/ws`, encodeURIComponent(sessionId), this.doc, {
       connect: false,
@@ -46,7 +47,10 @@ export class Connection extends Emitter {
     })
     // The default handler only logs; the reasons are shown to the person instead.
     this.provider.messageHandlers[MESSAGE.AUTH] = (_encoder, decoder) => {
-      authProtocol.readAuthMessage(decoder, this.doc, (_doc, reason) => this.emit('denied', reason))
+      authProtocol.readAuthMessage(decoder, this.doc, (_doc, reason) => {
+        this.emit('denied', reason)
+        this._goStale(reason)
+      })
     }
     this.provider.on('status', ({ status }) => {
       if (this.state === 'closed' || this.state === 'offline') return
@@ -58,6 +62,7 @@ export class Connection extends Emitter {
       this._set('synced')
     })
     this.provider.on('connection-close', (event) => {
+      if (event && event.code === CLOSE.OUT_OF_SYNC) this._goStale(event.reason)
       if (event && !PERMANENT_CLOSE.has(event.code) && event.code !== 1000 && event.code !== 1006) {
         this.why = closeReason(event.code, event.reason)
       }
@@ -87,6 +92,19 @@ export class Connection extends Emitter {
   start () {
     if (navigator.onLine === false) this._set('offline')
     else this.provider.connect()
+  }
+
+  /**
+   * The server refused a change this copy holds. A CRDT cannot take a change back, and
+   * anything built on it would be refused too (the server closes with OUT_OF_SYNC), so
+   * this copy stops syncing and the page starts over from the server's ('stale').
+   */
+  _goStale (reason) {
+    if (this.stale) return
+    this.stale = true
+    this.provider.shouldConnect = false
+    this.provider.disconnect()
+    this.emit('stale', reason || 'a change was refused')
   }
 
   _set (state) {
