@@ -29,29 +29,25 @@ events, as does everything when the fast paths are off.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pycrdt import Array, ArrayEvent, Doc, Map, MapEvent
+from pycrdt import Array, Doc, Map
 
 from ...shared import codec, schema
 from ...shared.codec import MalformedMessage
-from ...shared.enums import PIN_TRANSITIONS, PinStatus, can_transition
-from ...shared.schema import Comment, Pin
+from ...shared.schema import Pin
 from ...shared.updates import ID, TYPE_ARRAY, UpdateShape, read_update
 from ..identity import Identity
-from ..store.blobs import is_blob_id
 from . import native_events
+from .pin_rules import NO_AUTHOR, PinRules
 
 logger = logging.getLogger(__name__)
 
-_NO_AUTHOR = object()
 _ABSENT = object()
 #: Values a native event carries as plain Python (anything else is a shared type).
 _PLAIN = (str, int, float, bool, type(None), list, dict)
-_PIN_STATUSES = frozenset(status.value for status in PinStatus)
 #: The pin fields whose changes :attr:`Guard.on_pins_touched` reports.
 LISTENED_PIN_FIELDS = frozenset((Pin.STATUS, Pin.AUTHOR, Pin.CREATED_AT))
 
@@ -84,7 +80,7 @@ class Verdict:
 ACCEPTED = Verdict()
 
 
-class Guard:
+class Guard(PinRules):
     """Judges client updates against a private replica of one room's document."""
 
     def __init__(self, live: Callable[[], bytes], *, native_events_enabled: bool = True) -> None:
@@ -125,7 +121,7 @@ class Guard:
         pins: Map[Any] = self._roots[schema.PINS]  # type: ignore[assignment]
         with self._doc.transaction():
             for pin_id, pin in pins.items():
-                self._authors[pin_id] = pin.get(Pin.AUTHOR) if isinstance(pin, Map) else _NO_AUTHOR
+                self._authors[pin_id] = pin.get(Pin.AUTHOR) if isinstance(pin, Map) else NO_AUTHOR
 
     def _reset(self, state: bytes) -> None:
         """A replica holding ``state``, observed from then on (nothing fires for ``state``).
@@ -297,8 +293,8 @@ class Guard:
                     return False
             pin_id = path[0]
             if actor is not None:
-                author = self._authors.get(pin_id, _NO_AUTHOR)
-                if author is _NO_AUTHOR:
+                author = self._authors.get(pin_id, NO_AUTHOR)
+                if author is NO_AUTHOR:
                     return False
                 checks.append((author, keys))
             if not LISTENED_PIN_FIELDS.isdisjoint(keys):
@@ -345,157 +341,11 @@ class Guard:
                     self._authors.pop(pin_id, None)
                 else:
                     self._authors[pin_id] = (
-                        value.get(Pin.AUTHOR) if isinstance(value, Map) else _NO_AUTHOR
+                        value.get(Pin.AUTHOR) if isinstance(value, Map) else NO_AUTHOR
                     )
 
     def _deny(self, reason: str) -> None:
         self._violations.append(reason)
-
-    def _check_pin_event(self, event: Any, actor: Identity) -> None:
-        path = list(event.path)
-        is_map = isinstance(event, MapEvent)  # kept as a flag: pycrdt's events are untyped
-        if is_map and not event.keys:
-            # Items placed in a map's sequence: no reader would ever see them.
-            self._deny("a map written as an array")
-            return
-        if not path and is_map:
-            for pin_id, change in event.keys.items():
-                if change["action"] != "add":
-                    self._deny("pins are resolved, never replaced or deleted")
-                else:
-                    self._check_new_pin(pin_id, change["newValue"], actor)
-        elif len(path) == 1 and is_map:
-            self._check_pin_edit(event, actor)
-        elif len(path) == 2 and path[1] == Pin.THREAD and isinstance(event, ArrayEvent):
-            self._check_thread_change(event, actor)
-        elif len(path) == 3 and path[1] == Pin.THREAD and is_map:
-            self._check_comment_edit(event, actor)
-        else:
-            self._deny(f"change at an unexpected place in a pin: {path}")
-
-    # -- pins -----------------------------------------------------------------------------
-
-    def _check_new_pin(self, pin_id: str, value: Any, actor: Identity) -> None:
-        if not isinstance(value, Map):
-            self._deny("a pin must be a map")
-            return
-        if not 0 < len(pin_id) <= schema.MAX_ID_CHARS:
-            self._deny("invalid pin id")
-        fields = dict(value.items())
-        missing = Pin.REQUIRED - fields.keys()
-        extra = fields.keys() - Pin.CREATABLE
-        if missing:
-            self._deny(f"a new pin needs {sorted(missing)}")
-        if extra:
-            self._deny(f"a new pin may not set {sorted(extra)}")
-        if fields.get(Pin.AUTHOR) != actor.user_id:
-            self._deny("a pin's author must be its writer")
-        # A pin made and resolved while offline arrives resolved, in one update.
-        if fields.get(Pin.STATUS) not in _PIN_STATUSES:
-            self._deny(f"a pin's status is one of {sorted(_PIN_STATUSES)}")
-        for key in (Pin.X, Pin.Y, Pin.TEXT, Pin.CREATED_AT, Pin.UPDATED_AT, Pin.REGION, Pin.MASK):
-            if key in fields:
-                self._check_pin_value(key, fields[key])
-        thread = fields.get(Pin.THREAD)
-        if not isinstance(thread, Array):
-            self._deny("a pin's thread must be an array")
-        else:
-            for comment in thread:
-                self._check_new_comment(comment, actor)
-
-    def _check_pin_edit(self, event: Any, actor: Identity) -> None:
-        author = self._authors.get(event.path[0], _NO_AUTHOR)
-        if author is _NO_AUTHOR:
-            author = event.target.get(Pin.AUTHOR)
-        self._check_pin_keys(author, event.keys, actor)
-
-    def _check_pin_keys(self, author: Any, keys: dict[str, Any], actor: Identity) -> None:
-        if author != actor.user_id:
-            self._deny("only a pin's author may change it")
-            return
-        for key, change in keys.items():
-            if key not in Pin.AUTHOR_EDITABLE:
-                self._deny(f"'{key}' of a pin cannot be changed")
-            elif change["action"] == "delete":
-                if key in Pin.REQUIRED:
-                    self._deny(f"'{key}' of a pin cannot be removed")
-            elif key == Pin.STATUS:
-                self._check_status(change.get("oldValue"), change.get("newValue"))
-            else:
-                self._check_pin_value(key, change.get("newValue"))
-
-    def _check_status(self, old: Any, new: Any) -> None:
-        try:
-            old_status, new_status = PinStatus(old), PinStatus(new)
-        except ValueError:
-            self._deny(f"invalid pin status {new!r}")
-            return
-        if not can_transition(PIN_TRANSITIONS, old_status, new_status):
-            self._deny(f"a pin cannot go from {old} to {new}")
-
-    def _check_pin_value(self, key: str, value: Any) -> None:
-        if key in (Pin.X, Pin.Y):
-            limit = self._meta.get(schema.Meta.WIDTH if key == Pin.X else schema.Meta.HEIGHT)
-            if not _is_number(value) or value < 0 or (_is_number(limit) and value > limit):
-                self._deny(f"pin '{key}' must be a pixel coordinate inside the image")
-        elif key == Pin.TEXT:
-            self._check_text(value)
-        elif key in (Pin.CREATED_AT, Pin.UPDATED_AT):
-            if not _is_number(value):
-                self._deny(f"'{key}' must be a time in seconds")
-        elif key == Pin.REGION:
-            if value is not None and not _is_box(value):
-                self._deny("a region must be [x, y, w, h] with w, h > 0")
-        elif key == Pin.MASK and value is not None and not is_blob_id(value):
-            self._deny("a mask must be a blob id")
-
-    def _check_text(self, value: Any) -> None:
-        if not isinstance(value, str) or len(value) > schema.MAX_TEXT_CHARS:
-            self._deny(f"text must be a string of at most {schema.MAX_TEXT_CHARS} characters")
-
-    # -- threads --------------------------------------------------------------------------
-
-    def _check_thread_change(self, event: Any, actor: Identity) -> None:
-        for op in event.delta:
-            if "delete" in op:
-                self._deny("comments are never removed; mark your own as deleted")
-            for comment in op.get("insert", ()):
-                self._check_new_comment(comment, actor)
-
-    def _check_new_comment(self, comment: Any, actor: Identity) -> None:
-        if not isinstance(comment, Map):
-            self._deny("a comment must be a map")
-            return
-        fields = dict(comment.items())
-        if Comment.REQUIRED - fields.keys() or fields.keys() - Comment.CREATABLE:
-            self._deny(f"a comment has exactly the fields {sorted(Comment.CREATABLE)}")
-        if fields.get(Comment.AUTHOR) != actor.user_id:
-            self._deny("a comment's author must be its writer")
-        cid = fields.get(Comment.ID)
-        if not isinstance(cid, str) or not 0 < len(cid) <= schema.MAX_ID_CHARS:
-            self._deny("invalid comment id")
-        self._check_text(fields.get(Comment.TEXT))
-        if not _is_number(fields.get(Comment.AT)):
-            self._deny("a comment's 'at' must be a time in seconds")
-        if Comment.EDITED_AT in fields and not _is_number(fields[Comment.EDITED_AT]):
-            self._deny("'edited_at' must be a time in seconds")
-        if Comment.DELETED in fields and not isinstance(fields[Comment.DELETED], bool):
-            self._deny("'deleted' must be true or false")
-
-    def _check_comment_edit(self, event: Any, actor: Identity) -> None:
-        if event.target.get(Comment.AUTHOR) != actor.user_id:
-            self._deny("only a comment's author may change it")
-            return
-        for key, change in event.keys.items():
-            new = change.get("newValue")
-            if key not in Comment.AUTHOR_EDITABLE or change["action"] == "delete":
-                self._deny(f"'{key}' of a comment cannot be changed")
-            elif key == Comment.TEXT:
-                self._check_text(new)
-            elif key == Comment.DELETED and not isinstance(new, bool):
-                self._deny("'deleted' must be true or false")
-            elif key == Comment.EDITED_AT and not _is_number(new):
-                self._deny("'edited_at' must be a time in seconds")
 
 
 def arrays_in(state: bytes) -> set[ID]:
@@ -505,17 +355,3 @@ def arrays_in(state: bytes) -> set[ID]:
 
 def _diverged(why: str) -> Verdict:
     return Verdict((f"out of sync: {why}; reload the document",), out_of_sync=True)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _is_box(value: Any) -> bool:
-    return (
-        isinstance(value, list)
-        and len(value) == 4
-        and all(_is_number(v) for v in value)
-        and value[2] > 0
-        and value[3] > 0
-    )
