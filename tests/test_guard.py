@@ -21,24 +21,11 @@ from proofroom.client import SessionClient
 from proofroom.shared import codec
 from proofroom.shared.codec import write_var_bytes, write_var_uint
 from proofroom.shared.protocol import CloseCode, MessageType, SyncStep
+from proofroom.shared.updates import TYPE_ARRAY, TYPE_MAP, read_update
 
-from .helpers import ReviewSession, RunningServer, run_server
+from .helpers import ReviewSession, RunningServer, pin_map, run_server
 
 MARKER = "FORBIDDEN-4f1c"
-
-
-def _pin(author: str, **extra: Any) -> Map[Any]:
-    fields: dict[str, Any] = {
-        "x": 5,
-        "y": 5,
-        "author": author,
-        "text": "hello",
-        "status": "open",
-        "created_at": 1.0,
-        "thread": Array(),
-    }
-    fields.update(extra)
-    return Map(fields)
 
 
 def stranger_update(build: Any) -> bytes:
@@ -148,7 +135,7 @@ async def test_refused_updates_do_not_count_toward_the_document_size(tmp_path: P
             for i in range(10):  # 600 KB of refused content, 3x the limit
                 update = stranger_update(
                     lambda d, i=i: d.get("pins", type=Map).__setitem__(
-                        f"big{i}", _pin(me, text=big)
+                        f"big{i}", pin_map(me, text=big)
                     )
                 )
                 await attacker.send_raw(codec.sync_update(update))
@@ -252,8 +239,8 @@ async def test_an_update_with_a_gap_closes_with_out_of_sync(
     pins = doc.get("pins", type=Map)
     updates: list[bytes] = []
     subscription = doc.observe(lambda event: updates.append(event.update))
-    pins["a"] = _pin(me)
-    pins["b"] = _pin(me, text=MARKER)
+    pins["a"] = pin_map(me)
+    pins["b"] = pin_map(me, text=MARKER)
     del subscription
     async with (
         server.client(session.id, session.tokens["commenter"]) as a,
@@ -274,7 +261,7 @@ async def test_a_client_building_on_a_refused_change_is_closed_and_recovers(
         a = server.client(session.id, session.tokens["commenter"])
         await a.connect()
         # Two changes in a row: the first is refused, the second builds on it.
-        a.pins["forged"] = _pin(other)
+        a.pins["forged"] = pin_map(other)
         a.pins["forged"]["text"] = MARKER
         await a.wait_for(lambda: a.closed is not None)
         assert a.closed is not None and a.closed[0] == CloseCode.OUT_OF_SYNC
@@ -445,14 +432,12 @@ def _item_under(client: int, parent: tuple[int, int], key: str | None) -> bytes:
 async def test_nested_types_are_written_only_as_what_they_are(
     server: RunningServer, session: ReviewSession
 ) -> None:
-    from proofroom.shared.updates import TYPE_ARRAY, TYPE_MAP, read_update
-
     me = session.users["commenter"]
     maker: Doc[Any] = Doc()
-    maker.get("pins", type=Map)["p"] = _pin(me)
+    maker.get("pins", type=Map)["p"] = pin_map(me)
     made = maker.get_update()
     kinds = read_update(made).types
-    pin_map = next(i for i, k in kinds.items() if k == TYPE_MAP)
+    pin_id = next(i for i, k in kinds.items() if k == TYPE_MAP)
     thread = next(i for i, k in kinds.items() if k == TYPE_ARRAY)
     async with (
         server.client(session.id, session.tokens["commenter"]) as a,
@@ -460,7 +445,7 @@ async def test_nested_types_are_written_only_as_what_they_are(
     ):
         await a.send_raw(codec.sync_update(made))
         await watcher.wait_for(lambda: "p" in watcher.pins)
-        await a.send_raw(codec.sync_update(_item_under(9001, pin_map, None)))
+        await a.send_raw(codec.sync_update(_item_under(9001, pin_id, None)))
         await a.wait_for(lambda: len(a.denied) == 1)
         assert "a map written as an array" in a.denied[0]
         await a.send_raw(codec.sync_update(_item_under(9002, thread, "k")))

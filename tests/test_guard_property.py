@@ -22,7 +22,7 @@ from pycrdt import Array, Doc, Map
 from proofroom.client import SessionClient
 from proofroom.shared import codec
 
-from .helpers import run_server
+from .helpers import pin_map, run_server
 
 MARKER = "FORBIDDEN-9b2e"
 HONEST_ROLES = ("commenter", "editor", "approver")
@@ -45,20 +45,6 @@ honest_op = st.tuples(
 )
 forbidden_op = st.tuples(st.just("forbidden"), st.sampled_from(FORBIDDEN), st.integers(0, 1000))
 scenario = st.lists(st.one_of(honest_op, honest_op, forbidden_op), min_size=5, max_size=30)
-
-
-def _pin(author: str, text: str, **extra: Any) -> Map[Any]:
-    fields: dict[str, Any] = {
-        "x": 1,
-        "y": 1,
-        "author": author,
-        "text": text,
-        "status": "open",
-        "created_at": 1.0,
-        "thread": Array(),
-    }
-    fields.update(extra)
-    return Map(fields)
 
 
 def _stranger(build: Any) -> bytes:
@@ -174,9 +160,9 @@ async def _forbidden(
     elif kind == "server_root":
         attacker.meta["title"] = MARKER
     elif kind == "oversize_text":
-        attacker.pins[f"big{seed}"] = _pin(me, MARKER + "x" * 20_000)
+        attacker.pins[f"big{seed}"] = pin_map(me, MARKER + "x" * 20_000)
     elif kind == "forged_author":
-        attacker.pins[f"forged{seed}"] = _pin(users["editor"], MARKER)
+        attacker.pins[f"forged{seed}"] = pin_map(users["editor"], MARKER)
     elif target is None:
         return 0
     elif kind == "edit_others_pin":
