@@ -27,7 +27,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from proofroom.client import ApiClient, SessionClient
-from proofroom.client.api import token_from_url
+from proofroom.client.api import join
 from proofroom.server.app import bind_socket, create_app, uvicorn_config
 from proofroom.server.engines import InpaintParams
 from proofroom.server.services import Services
@@ -80,8 +80,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         async with ApiClient(url, "bench") as admin:
             created = await admin.create_session(png(image), title="bench")
         sid = created["id"]
-        editor_token = token_from_url(created["links"]["editor"])
-        viewer_token = token_from_url(created["links"]["viewer"])
+        # A role link is a door: each role's bench participant joins it under a name.
+        editor_token = (await join(created["links"]["editor"], "Bench editor")).token
+        viewer_token = (await join(created["links"]["viewer"], "Bench viewer")).token
         to_running, to_layer, engine_alone, run_fix_alone = [], [], [], []
         async with (
             ApiClient(url, editor_token) as api,

@@ -48,7 +48,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from proofroom.client import ApiClient, SessionClient  # noqa: E402
-from proofroom.client.api import ApiError, token_from_url  # noqa: E402
+from proofroom.client.api import ApiError, join  # noqa: E402
 
 ADMIN_TOKEN = "pr_admin_bench_review"
 READY = re.compile(r"^Proofroom is running at (http://127\.0\.0\.1:\d+)/")
@@ -275,7 +275,10 @@ async def decision_run(url: str, opts: argparse.Namespace) -> dict[str, Any]:
     async with ApiClient(url, ADMIN_TOKEN) as admin:
         created = await admin.create_session(png((200, 200, 200)), title="Latency")
     sid = created["id"]
-    tokens = {role: token_from_url(link) for role, link in created["links"].items()}
+    # A role link is a door: one bench participant joins each role's link under a name.
+    tokens = {
+        role: (await join(link, f"Bench {role}")).token for role, link in created["links"].items()
+    }
     async with ApiClient(url, tokens["editor"]) as editor_api:
         editor = (await editor_api.whoami())["user_id"]
         async with SessionClient(url, sid, tokens["editor"]) as doc:

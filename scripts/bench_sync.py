@@ -305,6 +305,14 @@ async def invite_token(http: httpx.AsyncClient, session_id: str, role: str, name
     return str(reply.json()["token"])
 
 
+async def joined_token(http: httpx.AsyncClient, link: str, name: str) -> str:
+    """A person's token, from joining a role link (a link's own token only joins)."""
+    headers = {"Authorization": f"Bearer {token_of(link)}"}
+    reply = await http.post("/api/join", json={"name": name}, headers=headers)
+    reply.raise_for_status()
+    return str(reply.json()["token"])
+
+
 async def whoami(http: httpx.AsyncClient, token: str) -> str:
     """The user id a token acts as (pins must carry it as ``author``)."""
     reply = await http.get("/api/whoami", headers={"Authorization": f"Bearer {token}"})
@@ -340,7 +348,8 @@ async def proofroom_specs(
                     token = await invite_token(http, sessions[room]["id"], role, f"bench-{cid}")
                     return token, await whoami(http, token)
                 if (room, role) not in shared:
-                    token = token_of(sessions[room]["links"][role])
+                    link = sessions[room]["links"][role]
+                    token = await joined_token(http, link, f"bench {role} {room}")
                     shared[(room, role)] = (token, await whoami(http, token))
                 return shared[(room, role)]
 

@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from proofroom.client import ApiClient, SessionClient  # noqa: E402
-from proofroom.client.api import token_from_url  # noqa: E402
+from proofroom.client.api import join  # noqa: E402
 
 DIST = ROOT / "proofroom" / "client" / "web" / "dist"
 CHROMIUM_ARGS = [
@@ -98,7 +98,10 @@ async def prepare(url: str, side: int, pins: int) -> tuple[str, dict[str, str], 
     png = picture(side)
     async with ApiClient(url, ADMIN) as admin:
         created = await admin.create_session(png, title=f"{side}px, {pins} pins")
-    tokens = {role: token_from_url(link) for role, link in created["links"].items()}
+    # A role link is a door: one bench participant joins each role's link under a name.
+    tokens = {
+        role: (await join(link, f"Bench {role}")).token for role, link in created["links"].items()
+    }
     async with ApiClient(url, tokens["editor"]) as api:
         author = (await api.whoami())["user_id"]
     rng = np.random.default_rng(2)

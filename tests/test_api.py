@@ -117,7 +117,11 @@ async def test_create_session_returns_one_working_link_per_role(
         assert url.startswith(f"{server.url}/s/{session_id}?token="), url
         token = token_from_url(url)
         tokens.add(token)
-        me = await whoami(http, token)
+        # A link is a door: whoever opens it joins under a name of their own.
+        assert_error(await whoami(http, token), 401, "join_required")
+        joined = await http.post("/api/join", json={"name": "Pat"}, headers=bearer(token))
+        assert joined.status_code == 201, joined.text
+        me = await whoami(http, joined.json()["token"])
         assert me.status_code == 200, me.text
         assert me.json()["role"] == role
         assert me.json()["session"] == session_id

@@ -12,9 +12,8 @@ from pathlib import Path
 from PIL import Image
 
 from proofroom.client import ApiClient, ApiError, SessionClient
-from proofroom.client.api import token_from_url
 
-from .helpers import ADMIN_TOKEN, png_bytes
+from .helpers import ADMIN_TOKEN, join_session, png_bytes
 from .procs import ServerProcess
 from .review_steps import decide, put_pin, upload_version
 from .test_cli import assert_clean_error, cli
@@ -25,7 +24,7 @@ async def review(url: str) -> tuple[str, str, dict[str, str]]:
     async with ApiClient(url, ADMIN_TOKEN) as admin:
         poster = await admin.create_session(png_bytes(64, 48), title="Poster for status")
         other = await admin.create_session(png_bytes(64, 48), title="Untouched one")
-        tokens = {role: token_from_url(link) for role, link in poster["links"].items()}
+        tokens = (await join_session(url, poster)).tokens
         async with ApiClient(url, tokens["editor"]) as edit:
             editor = (await edit.whoami())["user_id"]
             async with SessionClient(url, poster["id"], tokens["editor"]) as doc:

@@ -1,6 +1,6 @@
 """Durable before visible: kill -9 the real server mid-stream and lose nothing anyone saw.
 
-Writers (commenter, editor, approver and owner share links: four distinct users) each add
+Writers (a person on each commenter, editor, approver and owner link: four users) each add
 pins, reply on their own pin and rewrite its text, a few updates per 10 ms. Two viewers
 record every pin id, comment id and text value the server broadcast to them. The server
 process is SIGKILLed at some point of the stream, restarted on the same data directory
@@ -27,9 +27,8 @@ import pytest
 from pycrdt import Array, ArrayEvent, Doc, Map, MapEvent, merge_updates
 
 from proofroom.client import ApiClient, SessionClient
-from proofroom.client.api import token_from_url
 
-from .helpers import ADMIN_TOKEN, png_bytes
+from .helpers import ADMIN_TOKEN, join_session, png_bytes
 from .procs import ServerProcess
 
 pytestmark = pytest.mark.slow
@@ -188,7 +187,7 @@ async def open_room(url: str) -> Room:
     async with ApiClient(url, ADMIN_TOKEN) as admin:
         created = await admin.create_session(png_bytes(64, 48), title="crash")
         sid = created["id"]
-        tokens = {role: token_from_url(link) for role, link in created["links"].items()}
+        tokens = (await join_session(url, created)).tokens
         second_viewer = (await admin.create_invite(sid, "viewer", "Watcher"))["token"]
     writers = []
     for n, role in enumerate(WRITER_ROLES):

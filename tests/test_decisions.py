@@ -21,11 +21,18 @@ from PIL import Image
 from pycrdt import Map
 
 from proofroom.client import ApiClient, ApiError, SessionClient
-from proofroom.client.api import token_from_url
 from proofroom.server.review.decisions import MAX_NOTE_CHARS, layer_state
 from proofroom.shared.enums import Decision, LayerState
 
-from .helpers import ADMIN_TOKEN, RunningServer, decode, encode_png, eventually, run_server
+from .helpers import (
+    ADMIN_TOKEN,
+    RunningServer,
+    decode,
+    encode_png,
+    eventually,
+    join_session,
+    run_server,
+)
 from .images import sized
 
 #: The async tests share the module's event loop, where its one server runs.
@@ -164,7 +171,7 @@ async def meeting(server: RunningServer, title: str = "Decisions") -> Meeting:
     created = await server.admin.create_session(
         encode_png(sized("astronaut", 160, 120)), title=title
     )
-    tokens = {role: token_from_url(url) for role, url in created["links"].items()}
+    tokens = (await join_session(server.url, created)).tokens
     tokens["admin"] = ADMIN_TOKEN
     users = {"admin": "admin"}
     for role, token in tokens.items():

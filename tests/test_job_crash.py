@@ -7,9 +7,8 @@ from pathlib import Path
 import pytest
 
 from proofroom.client import ApiClient, SessionClient
-from proofroom.client.api import token_from_url
 
-from .helpers import ADMIN_TOKEN
+from .helpers import ADMIN_TOKEN, join_session
 from .procs import ServerProcess
 from .test_fixes import photo_png
 
@@ -27,7 +26,7 @@ async def test_a_job_killed_mid_run_completes_once_after_restart(
         async with ApiClient(first.url, ADMIN_TOKEN) as admin:
             created = await admin.create_session(photo_png(), title="crash")
         sid = created["id"]
-        editor = token_from_url(created["links"]["editor"])
+        editor = (await join_session(first.url, created)).tokens["editor"]
         async with (
             SessionClient(first.url, sid, editor) as client,
             ApiClient(first.url, editor) as api,

@@ -1,9 +1,12 @@
 """The role x action table (DESIGN.md section 5), every cell, over HTTP and over CRDT writes.
 
 The expectations are written out here, cell by cell, on purpose: a change in the server's
-table must make this file fail. One server and two sessions serve the whole module (one for
-HTTP, one for document writes, so background jobs never touch the document under test);
-each case prepares the fresh pins, jobs, layers or invites it consumes.
+table must make this file fail. The five roles are people who joined the session's role
+links (a link is a door, not a person); the link's own token is a row of its own, good only
+for joining, and so are people whose link was revoked or has expired. One server and two
+sessions serve the whole module (one for HTTP, one for document writes, so background jobs
+never touch the document under test); each case prepares the fresh pins, jobs, layers or
+invites it consumes.
 """
 
 from __future__ import annotations
@@ -25,17 +28,28 @@ from PIL import Image
 from pycrdt import Array, Map
 
 from proofroom.client import SessionClient
-from proofroom.client.api import token_from_url
 from proofroom.server.rooms import Room
 from proofroom.shared.protocol import CloseCode
 
-from .helpers import ADMIN_TOKEN, RunningServer, encode_png, eventually, png_bytes, run_server
+from .helpers import (
+    ADMIN_TOKEN,
+    PEOPLE,
+    RunningServer,
+    encode_png,
+    eventually,
+    join_session,
+    png_bytes,
+    run_server,
+)
 from .images import sized
+
+ROLE_NAMES = PEOPLE
 
 #: The async tests share the module's event loop, where its one server runs.
 in_module_loop = pytest.mark.asyncio(loop_scope="module")
 
-#: Who knocks: the five share-link roles, the admin token, and tokens that must not work.
+#: Who knocks: a person per role (each joined that role's link), the admin token, the
+#: commenter link's own token, and tokens that must not work.
 WHO = (
     "viewer",
     "commenter",
@@ -43,9 +57,12 @@ WHO = (
     "approver",
     "owner",
     "admin",
-    "other_session",  # the owner link of another session
-    "revoked",  # an owner invite of this session, revoked
-    "expired",  # an owner invite of this session, expired
+    "link",  # the commenter link itself: good only for joining
+    "other_session",  # the owner of another session (joined through its owner link)
+    "revoked",  # a named owner invite of this session, revoked
+    "expired",  # a named owner invite of this session, expired
+    "joined_revoked",  # a person who joined an owner link that was then revoked
+    "joined_expired",  # a person who joined an owner link that has since expired
     "no_token",
     "bad_token",
 )
@@ -53,31 +70,35 @@ WHO = (
 # fmt: off
 #: Expected HTTP status per action, in the order of WHO.
 HTTP_TABLE: dict[str, tuple[int, ...]] = {
-    #                   viewer comm  edit  appr  owner admin other revkd expd  none  bad
-    "get_session":     (200,  200,  200,  200,  200,  200,  403,  403,  401,  401,  401),
-    "whoami":          (200,  200,  200,  200,  200,  200,  200,  403,  401,  401,  401),
-    "create_invite":   (403,  403,  403,  403,  201,  201,  403,  403,  401,  401,  401),
-    "list_invites":    (403,  403,  403,  403,  200,  200,  403,  403,  401,  401,  401),
-    "revoke_invite":   (403,  403,  403,  403,  204,  204,  403,  403,  401,  401,  401),
-    "fix":             (403,  403,  202,  403,  202,  202,  403,  403,  401,  401,  401),
-    "cancel_job":      (403,  403,  200,  403,  200,  200,  403,  403,  401,  401,  401),
-    "upload_version":  (403,  403,  201,  403,  201,  201,  403,  403,  401,  401,  401),
-    "decide":          (403,  403,  403,  200,  200,  200,  403,  403,  401,  401,  401),
-    "set_locks":       (403,  403,  403,  403,  200,  200,  403,  403,  401,  401,  401),
-    "settings":        (403,  403,  403,  403,  200,  200,  403,  403,  401,  401,  401),
-    "export_png":      (403,  403,  403,  403,  200,  200,  403,  403,  401,  401,  401),
-    "export_json":     (403,  403,  403,  403,  200,  200,  403,  403,  401,  401,  401),
-    "audit":           (403,  403,  403,  403,  200,  200,  403,  403,  401,  401,  401),
-    "create_session":  (403,  403,  403,  403,  403,  201,  403,  403,  401,  401,  401),
+    #                 view comm edit appr ownr admn link othr revk expd jrev jexp none bad
+    "join":           (403, 403, 403, 403, 403, 403, 201, 403, 403, 401, 403, 401, 401, 401),
+    "get_session":    (200, 200, 200, 200, 200, 200, 401, 403, 403, 401, 403, 401, 401, 401),
+    "whoami":         (200, 200, 200, 200, 200, 200, 401, 200, 403, 401, 403, 401, 401, 401),
+    "participants":   (200, 200, 200, 200, 200, 200, 401, 403, 403, 401, 403, 401, 401, 401),
+    "create_invite":  (403, 403, 403, 403, 201, 201, 401, 403, 403, 401, 403, 401, 401, 401),
+    "list_invites":   (403, 403, 403, 403, 200, 200, 401, 403, 403, 401, 403, 401, 401, 401),
+    "revoke_invite":  (403, 403, 403, 403, 204, 204, 401, 403, 403, 401, 403, 401, 401, 401),
+    "fix":            (403, 403, 202, 403, 202, 202, 401, 403, 403, 401, 403, 401, 401, 401),
+    "cancel_job":     (403, 403, 200, 403, 200, 200, 401, 403, 403, 401, 403, 401, 401, 401),
+    "upload_version": (403, 403, 201, 403, 201, 201, 401, 403, 403, 401, 403, 401, 401, 401),
+    "decide":         (403, 403, 403, 200, 200, 200, 401, 403, 403, 401, 403, 401, 401, 401),
+    "set_locks":      (403, 403, 403, 403, 200, 200, 401, 403, 403, 401, 403, 401, 401, 401),
+    "settings":       (403, 403, 403, 403, 200, 200, 401, 403, 403, 401, 403, 401, 401, 401),
+    "export_png":     (403, 403, 403, 403, 200, 200, 401, 403, 403, 401, 403, 401, 401, 401),
+    "export_json":    (403, 403, 403, 403, 200, 200, 401, 403, 403, 401, 403, 401, 401, 401),
+    "audit":          (403, 403, 403, 403, 200, 200, 401, 403, 403, 401, 403, 401, 401, 401),
+    "create_session": (403, 403, 403, 403, 403, 201, 401, 403, 403, 401, 403, 401, 401, 401),
 }
 
 #: Who may write the document at all (websocket join): the close code when refused.
 CONNECT_TABLE: dict[str, int | None] = {
     "viewer": None, "commenter": None, "editor": None, "approver": None, "owner": None,
     "admin": None,
+    "link": CloseCode.UNAUTHORIZED,
     "other_session": CloseCode.FORBIDDEN, "revoked": CloseCode.FORBIDDEN,
-    "expired": CloseCode.UNAUTHORIZED, "no_token": CloseCode.UNAUTHORIZED,
-    "bad_token": CloseCode.UNAUTHORIZED,
+    "expired": CloseCode.UNAUTHORIZED,
+    "joined_revoked": CloseCode.FORBIDDEN, "joined_expired": CloseCode.UNAUTHORIZED,
+    "no_token": CloseCode.UNAUTHORIZED, "bad_token": CloseCode.UNAUTHORIZED,
 }
 
 WRITERS = ("viewer", "commenter", "editor", "approver", "owner", "admin")
@@ -200,16 +221,25 @@ async def session_with_tokens(
     server: RunningServer, image: bytes, title: str
 ) -> tuple[str, dict[str, str | None], dict[str, str]]:
     created = await server.admin.create_session(image, title=title)
-    tokens: dict[str, str | None] = {
-        role: token_from_url(url) for role, url in created["links"].items()
-    }
-    users = {}
-    for role in list(tokens):
-        async with server.api(tokens[role]) as api:
-            users[role] = (await api.whoami())["user_id"]
+    joined = await join_session(server.url, created)
+    tokens: dict[str, str | None] = {**joined.tokens}
+    users = {**joined.users}
     tokens["admin"] = ADMIN_TOKEN
     users["admin"] = "admin"
+    tokens["link"] = joined.links["commenter"]
     return created["id"], tokens, users
+
+
+async def joined_then_ended(server: RunningServer, sid: str) -> tuple[str, str]:
+    """Tokens of two people who joined owner links: one link revoked, one expired since."""
+    doomed = await server.admin.create_invite(sid, "owner", kind="link")
+    revoked = await server.join(doomed["token"], "Ruth")
+    await server.admin.revoke_invite(sid, doomed["id"])
+    brief = await server.admin.create_invite(sid, "owner", expires_in=0.3, kind="link")
+    expired = await server.join(brief["token"], "Eve")
+    # Wait out the link's own deadline (a time the server was told, not a race).
+    await asyncio.sleep(max(0.0, brief["expires_at"] - time.time()) + 0.02)
+    return revoked["token"], expired["token"]
 
 
 async def helper_client(
@@ -244,18 +274,23 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
         crdt_revoked = await server.admin.create_invite(crdt_sid, "owner", "Revoked")
         await server.admin.revoke_invite(crdt_sid, crdt_revoked["id"])
         crdt_expired = await server.admin.create_invite(crdt_sid, "owner", "Expired", 0.05)
-        await asyncio.sleep(0.1)
+        joined_revoked, joined_expired = await joined_then_ended(server, sid)
+        crdt_joined_revoked, crdt_joined_expired = await joined_then_ended(server, crdt_sid)
         extra = {"no_token": None, "bad_token": "pr_not_a_real_token"}
         tokens.update(
             other_session=crdt_tokens["owner"],
             revoked=revoked["token"],
             expired=expired["token"],
+            joined_revoked=joined_revoked,
+            joined_expired=joined_expired,
             **extra,
         )
         crdt_tokens.update(
             other_session=tokens["owner"],
             revoked=crdt_revoked["token"],
             expired=crdt_expired["token"],
+            joined_revoked=crdt_joined_revoked,
+            joined_expired=crdt_joined_expired,
             **extra,
         )
         helper, helper_user = await helper_client(
@@ -285,6 +320,45 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
 
 
 # -- HTTP: each action, with its preparation and a check of its effect ---------------------
+
+
+async def people(w: World) -> dict[str, Any]:
+    found: dict[str, Any] = await w.admin("GET", f"/api/sessions/{w.sid}/participants")
+    return found["participants"]
+
+
+async def join(w: World, who: str) -> Outcome:
+    before = await people(w)
+    name = f"{who} guest"
+    response = await w.http.post("/api/join", json={"name": name}, headers=w.headers(who))
+
+    async def check(allowed: bool) -> None:
+        after = await people(w)
+        if not allowed:
+            assert after == before
+            return
+        made = response.json()
+        assert set(after) - set(before) == {made["user_id"]}
+        assert after[made["user_id"]] == {"name": name, "role": "commenter", "active": True}
+        async with w.server.api(made["token"]) as api:
+            me = await api.whoami()
+        assert (me["user_id"], me["name"], me["session"]) == (made["user_id"], name, w.sid)
+
+    return response, check
+
+
+async def participants(w: World, who: str) -> Outcome:
+    response = await w.http.get(f"/api/sessions/{w.sid}/participants", headers=w.headers(who))
+
+    async def check(allowed: bool) -> None:
+        if allowed:
+            listed = response.json()["participants"]
+            # People, not links: the five who joined, each under their own name.
+            assert {listed[w.users[r]]["name"] for r in ROLE_NAMES} == set(ROLE_NAMES.values())
+            assert not any(p["name"].endswith(" link") for p in listed.values())
+
+    return response, check
+
 
 #: (the response, a check that the action took effect exactly when it was allowed)
 Outcome = tuple[httpx.Response, Callable[[bool], Awaitable[None]]]
@@ -563,8 +637,10 @@ async def create_session(w: World, who: str) -> Outcome:
 
 
 HTTP_ACTIONS: dict[str, HttpAction] = {
+    "join": join,
     "get_session": get_session,
     "whoami": whoami,
+    "participants": participants,
     "create_invite": create_invite,
     "list_invites": list_invites,
     "revoke_invite": revoke_invite,
@@ -583,6 +659,14 @@ HTTP_ACTIONS: dict[str, HttpAction] = {
 ERROR_CODES = {401: "unauthorized", 403: "forbidden"}
 
 
+def error_code(action: str, who: str, status: int) -> str:
+    if who == "link":
+        return "join_required"  # a link's token is good only for joining
+    if action == "join" and status == 403 and who not in ("revoked", "joined_revoked"):
+        return "not_a_link"  # a person (or the admin) cannot join again
+    return ERROR_CODES[status]
+
+
 @in_module_loop
 @pytest.mark.parametrize(
     ("action", "who"),
@@ -595,7 +679,9 @@ async def test_http(world: World, action: str, who: str) -> None:
     assert response.status_code == expected, response.text
     if expected >= 400:
         error = response.json()["error"]
-        assert error["code"] == ERROR_CODES[expected] and error["message"]
+        assert error["code"] == error_code(action, who, expected) and error["message"]
+        if who == "link":
+            assert "join first" in error["message"]
     await check_effect(expected < 300)
 
 
@@ -778,8 +864,8 @@ async def test_crdt(world: World, action: str, who: str) -> None:
                 assert "read-only" in reason
             else:
                 assert REVERT_REASONS[action] in reason
-                # The writer got the revert before the denial.
-                assert without_marker(client.state()) == before
+                # The writer's copy drops the refused change: it ends with the server's.
+                await client.wait_for(lambda: without_marker(client.state()) == before)
             await barrier(world, client)
             assert without_marker(room_state(room)) == before
         # The other participants end up with exactly the server's state.
@@ -804,3 +890,5 @@ async def test_joining_the_document(world: World, who: str) -> None:
         with pytest.raises(ConnectionError):
             await client.connect()
         assert client.closed is not None and client.closed[0] == refused
+        if who == "link":
+            assert "join first" in client.closed[1]

@@ -61,7 +61,8 @@ async def test_a_review_meeting_from_pins_to_export(server: RunningServer) -> No
     photo = sized("astronaut", WIDTH, HEIGHT)
     created = await server.admin.create_session(encode_png(photo), title="Hero shot, round 2")
     sid = created["id"]
-    owner_token = created["links"]["owner"].split("token=")[1]
+    owner_link = created["links"]["owner"].split("token=")[1]
+    owner_token = (await server.join(owner_link, "Olga"))["token"]
 
     # -- Olga invites the team by name --------------------------------------------------------
     people = {

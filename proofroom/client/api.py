@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
@@ -68,12 +69,31 @@ class ApiClient:
         return await self.json("GET", f"/api/sessions/{session_id}")  # type: ignore[no-any-return]
 
     async def create_invite(
-        self, session_id: str, role: str, name: str, expires_in: float | None = None
+        self,
+        session_id: str,
+        role: str,
+        name: str = "",
+        expires_in: float | None = None,
+        *,
+        kind: str = "personal",
     ) -> dict[str, Any]:
-        body = {"role": role, "name": name, "expires_in": expires_in}
+        """A named invite (``kind="personal"``: its token is one person's) or a role link
+        (``kind="link"``: whoever opens it joins under their own name)."""
+        body = {"role": role, "name": name, "expires_in": expires_in, "kind": kind}
         return await self.json(  # type: ignore[no-any-return]
             "POST", f"/api/sessions/{session_id}/invites", json=body
         )
+
+    async def join(self, name: str, email: str | None = None) -> dict[str, Any]:
+        """Join through the role link whose token this client holds: a new participant.
+
+        Answers ``{token, user_id, name, email, role, session, url}``; the link's token is
+        good for nothing else, so use the answer's ``token`` from here on.
+        """
+        body: dict[str, Any] = {"name": name}
+        if email is not None:
+            body["email"] = email
+        return await self.json("POST", "/api/join", json=body)  # type: ignore[no-any-return]
 
     async def list_invites(self, session_id: str) -> list[dict[str, Any]]:
         body = await self.json("GET", f"/api/sessions/{session_id}/invites")
@@ -133,6 +153,39 @@ class ApiClient:
                     raise ApiError(status, "http_error", response.text[:200]) from None
                 raise ApiError(status, err["code"], err["message"])
             yield parse_sse(response.aiter_lines())
+
+
+@dataclass(frozen=True)
+class Joined:
+    """A person who joined through a role link: where, as whom, with which token."""
+
+    base_url: str
+    session_id: str
+    token: str
+    #: The server's answer: ``user_id``, ``name``, ``email``, ``role``, ``url``, ...
+    info: dict[str, Any]
+
+
+async def join(link_url: str, name: str, email: str | None = None) -> Joined:
+    """Open a share link as a person: ``joined = await join(link, "Ava")``, then
+    ``SessionClient(joined.base_url, joined.session_id, joined.token)``.
+
+    A personal link (a named invite's) is already a person: it is returned as it is.
+    """
+    url = httpx.URL(link_url)
+    base_url = str(url.copy_with(path="/", query=None, fragment=None)).rstrip("/")
+    token = token_from_url(link_url)
+    async with ApiClient(base_url, token) as api:
+        try:
+            info = await api.join(name, email)
+        except ApiError as err:
+            if err.code != "not_a_link":
+                raise
+            info = await api.whoami()  # already a person: a named invite's own link
+            if info.get("session") is None:
+                raise ValueError("this is the workspace admin's link, not a session's") from None
+            info = {**info, "token": token, "url": link_url}
+    return Joined(base_url, str(info["session"]), str(info["token"]), info)
 
 
 def token_from_url(url: str) -> str:

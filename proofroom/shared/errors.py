@@ -29,12 +29,30 @@ class InvalidImage(BadRequest):
     code = "invalid_image"
 
 
+class UnknownField(BadRequest):
+    """A request named a field the endpoint does not understand (never silently ignored)."""
+
+    code = "unknown_field"
+
+
 class Unauthorized(ProofroomError):
     status, close_code, code = 401, CloseCode.UNAUTHORIZED, "unauthorized"
 
 
+class JoinRequired(Unauthorized):
+    """A role link's token used as a person's: it is good only for ``POST /api/join``."""
+
+    code = "join_required"
+
+
 class Forbidden(ProofroomError):
     status, close_code, code = 403, CloseCode.FORBIDDEN, "forbidden"
+
+
+class NotALink(Forbidden):
+    """``POST /api/join`` with a token that already is a person's (or the admin's)."""
+
+    code = "not_a_link"
 
 
 class NotFound(ProofroomError):

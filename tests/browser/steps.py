@@ -11,9 +11,8 @@ from typing import Any
 from PIL import Image, ImageDraw
 
 from proofroom.client import ApiClient
-from proofroom.client.api import token_from_url
 
-from ..helpers import ReviewSession, RunningServer
+from ..helpers import ReviewSession, RunningServer, join_session
 
 SHOTS = Path(__file__).resolve().parent / "screenshots"
 
@@ -51,14 +50,9 @@ def scene_png(
 async def new_review(
     server: RunningServer, *, title: str = "Hero shot, round 2", png: bytes | None = None
 ) -> ReviewSession:
-    """A session from a real picture, with a token and a user id per role."""
+    """A session from a real picture, with a person (token, user id) per role link."""
     created = await server.admin.create_session(png or scene_png(), title=title)
-    tokens = {role: token_from_url(url) for role, url in created["links"].items()}
-    users = {}
-    for role, token in tokens.items():
-        async with server.api(token) as api:
-            users[role] = (await api.whoami())["user_id"]
-    return ReviewSession(created["id"], created, tokens, users)
+    return await join_session(server.url, created)
 
 
 async def shot(page: Any, name: str) -> None:

@@ -13,6 +13,7 @@ from proofroom.server.web import pages
 from proofroom.shared import schema
 from proofroom.shared.export_json import contract
 
+from .. import requires
 from ..helpers import RunningServer
 
 
@@ -56,7 +57,7 @@ async def test_the_bundle_route_without_a_bundle(server: RunningServer, tmp_path
 
 async def test_the_built_bundle_is_served_with_cache_headers(server: RunningServer) -> None:
     if pages.bundle_version() is None:
-        pytest.skip("the browser bundle is not built: run scripts/build_web.py")
+        requires.missing("the browser bundle is not built: run scripts/build_web.py")
     async with httpx.AsyncClient(base_url=server.url) as http:
         plain = await http.get("/static/review.js")
         versioned = await http.get(f"/static/review.js?v={pages.bundle_version()}")

@@ -17,12 +17,13 @@ async def test_a_pin_dropped_in_one_browser_appears_in_the_other(
     open_page: OpenPage, web_server: RunningServer
 ) -> None:
     session = await new_review(web_server)
-    commenter = await open_page(session, "commenter")
-    editor = await open_page(session, "editor")
+    # Each opens their role's link and joins through its name form.
+    commenter = await open_page(session, "commenter", join="Cal Commenter")
+    editor = await open_page(session, "editor", join="Eddie Editor")
     # Presence: each sees the other in the participant list, with their role.
     await editor.get_by_role("tab", name="People").click()
     await (
-        editor.locator(".person", has_text="Commenter link")
+        editor.locator(".person", has_text="Cal Commenter")
         .locator(".badge.role-commenter")
         .wait_for()
     )
@@ -57,18 +58,18 @@ async def test_a_pin_dropped_in_one_browser_appears_in_the_other(
 
     # The editor opens the thread and replies, mentioning the commenter.
     await marker.click()
-    await editor.get_by_label("Reply", exact=True).fill("On it @Comm")
-    await editor.get_by_role("option", name="@Commenter link").click()
+    await editor.get_by_label("Reply", exact=True).fill("On it @Cal")
+    await editor.get_by_role("option", name="@Cal Commenter").click()
     await editor.get_by_label("Reply", exact=True).press("End")
     await editor.get_by_label("Reply", exact=True).type("— which blue?")
     await editor.get_by_role("button", name="Reply", exact=True).click()
 
     # The commenter sees the reply with the mention highlighted, and is told about it.
-    await commenter.locator(".comment .mention.me", has_text="@Commenter link").wait_for()
+    await commenter.locator(".comment .mention.me", has_text="@Cal Commenter").wait_for()
     await commenter.locator(".toast.mention").wait_for()
     # ... and where the editor points, on the same image pixel.
     await editor.mouse.move(*(await to_page(editor, 600, 200)))
-    cursor = commenter.locator(".cursor", has_text="Editor link")
+    cursor = commenter.locator(".cursor", has_text="Eddie Editor")
     await cursor.wait_for()
     expected = await to_page(commenter, 600, 200)
 
@@ -146,7 +147,7 @@ async def test_following_a_presenter_who_allows_it(
     presenter = await open_page(session, "editor")
     follower = await open_page(session, "viewer")
     await follower.get_by_role("tab", name="People").click()
-    person = follower.locator(".person", has_text="Editor link")
+    person = follower.locator(".person", has_text="Eddie Editor")
     await person.wait_for()
     assert await person.get_by_role("button", name="Follow").count() == 0  # not offered yet
     await presenter.get_by_role("tab", name="People").click()
@@ -179,3 +180,45 @@ async def test_following_a_presenter_who_allows_it(
     await follower.keyboard.press("-")
     await follower.locator(".toast", has_text="Stopped following").wait_for()
     assert await person.get_by_role("button", name="Follow").count() == 1
+
+
+async def test_two_people_on_one_link_are_two_participants(
+    open_page: OpenPage, web_server: RunningServer
+) -> None:
+    session = await new_review(web_server, title="One link, two people")
+    ana = await open_page(session, "commenter", join="Ana")
+    # The link's token left the address bar: only the session is in it.
+    assert ana.url == f"{web_server.url}/s/{session.id}"
+    ben = await open_page(session, "commenter", join="Ben")
+    for page, other in ((ana, "Ben"), (ben, "Ana")):
+        await page.get_by_role("tab", name="People").click()
+        await page.locator(".person", has_text=other).locator(".badge.role-commenter").wait_for()
+
+    await drop_pin(ana, 300, 200, "Ana's note")
+    await ana.keyboard.press("Enter")
+    await drop_pin(ben, 600, 400, "Ben's note")
+    await ben.keyboard.press("Enter")
+    room = web_server.services.rooms.rooms[session.id]
+    await eventually(lambda: len(room.pins) == 2)
+    people = await web_server.admin.json("GET", f"/api/sessions/{session.id}/participants")
+    by_text = {
+        str(pin["text"]): people["participants"][pin["author"]]["name"]
+        for pin in room.pins.to_py().values()
+    }
+    assert by_text == {"Ana's note": "Ana", "Ben's note": "Ben"}
+    # Each browser shows the other's name on their pin, and in presence.
+    await ana.get_by_role("button", name="by Ben: Ben's note").wait_for()
+    await ben.get_by_role("button", name="by Ana: Ana's note").wait_for()
+    names = {s["user"]["name"] for s in room.awareness.states().values()}
+    assert names == {"Ana", "Ben"}
+
+    # A reload is the same person (the browser remembered the personal token) ...
+    await ana.reload()
+    await ana.wait_for_selector("body[data-state=ready]")
+    assert await ana.locator("#me-name").inner_text() == "Ana"
+    # ... and so is opening the same link again in the same browser: no second prompt.
+    await ana.goto(f"{web_server.url}/s/{session.id}?token={session.links['commenter']}")
+    await ana.wait_for_selector("body[data-state=ready]")
+    assert await ana.locator("#me-name").inner_text() == "Ana"
+    assert ana.url == f"{web_server.url}/s/{session.id}"
+    await shot(ben, "two-people-one-link")

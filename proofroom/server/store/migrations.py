@@ -171,4 +171,27 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     ALTER TABLE doc_updates_v5 RENAME TO doc_updates;
     CREATE INDEX doc_updates_session ON doc_updates(session_id, id);
     """,
+    # 6: people apart from doors. An invite is a role `link` (whoever opens it joins under a
+    # name of their own) or `personal` (its token is one person's). Joining a link makes a
+    # participant with its own token; the link's role, expiry and revocation bind it.
+    # Before this, the five links made with a session were named "<Role> link" and every
+    # other invite was named after its person: that tells them apart in existing data.
+    # Audit rows carry the actor's name beside the id.
+    """
+    ALTER TABLE invites ADD COLUMN kind TEXT NOT NULL DEFAULT 'personal';
+    UPDATE invites SET kind = 'link'
+        WHERE name = upper(substr(role, 1, 1)) || substr(role, 2) || ' link';
+    CREATE TABLE participants (
+        id TEXT PRIMARY KEY,
+        session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+        invite_id TEXT NOT NULL REFERENCES invites(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        email TEXT,
+        token_hash TEXT NOT NULL UNIQUE,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX participants_session ON participants(session_id, created_at);
+    CREATE INDEX participants_invite ON participants(invite_id);
+    ALTER TABLE audit ADD COLUMN actor_name TEXT;
+    """,
 )

@@ -12,12 +12,14 @@ from starlette.routing import Route
 from ...shared.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge, ProofroomError
 from ...shared.permissions import Action
 from ...shared.protocol import CloseCode
-from ..auth import user_id_for
 from ..identity import ADMIN_USER_ID, Identity
 from ..jobs.queue import Job
 from ..review.events import SESSION_CREATED, Event
 from ..store.records import SessionRecord
-from .common import base_url, identity, json_body, services
+from .common import base_url, identity, json_body, services, token_of
+
+#: What ``POST /api/sessions/{id}/invites`` reads.
+INVITE_FIELDS = frozenset({"role", "name", "expires_in", "kind"})
 
 
 def review_url(request: Request, session_id: str, token: str) -> str:
@@ -102,9 +104,14 @@ async def get_session(request: Request) -> Response:
 async def create_invite(request: Request) -> Response:
     session_id = request.path_params["session_id"]
     actor = (await identity(request)).require(session_id, Action.ADMINISTER)
-    body = await json_body(request)
+    body = await json_body(request, INVITE_FIELDS)
     made = await services(request).sessions.invite(
-        session_id, body.get("role", ""), body.get("name", ""), body.get("expires_in"), actor
+        session_id,
+        body.get("role", ""),
+        body.get("name", ""),
+        body.get("expires_in"),
+        actor,
+        body.get("kind", "personal"),
     )
     return JSONResponse(
         {
@@ -126,17 +133,62 @@ async def list_invites(request: Request) -> Response:
 
 
 async def participants(request: Request) -> Response:
-    """Names and roles behind the user ids in a session's document, for everyone in it."""
+    """The people behind the user ids in a session's document, for everyone in it: holders
+    of named invites and everyone who joined through a link (a link is not a person)."""
     session_id = request.path_params["session_id"]
     (await identity(request)).require(session_id, Action.VIEW)
     svc = services(request)
     await svc.sessions.require(session_id)
-    people = {
-        user_id_for(i.id): {"name": i.name, "role": i.role.value, "active": i.is_active()}
-        for i in await svc.records.list_invites(session_id)
+    invites = {i.id: i for i in await svc.records.list_invites(session_id)}
+    people: dict[str, dict[str, Any]] = {
+        i.user_id: {"name": i.name, "role": i.role.value, "active": i.is_active()}
+        for i in invites.values()
+        if not i.is_link
     }
+    for person in await svc.records.list_participants(session_id):
+        link = invites[person.invite_id]
+        people[person.id] = {
+            "name": person.name,
+            "role": link.role.value,
+            "active": link.is_active(),
+        }
     people[ADMIN_USER_ID] = {"name": "Admin", "role": "owner", "active": True}
     return JSONResponse({"participants": people})
+
+
+#: What ``POST /api/join`` reads.
+JOIN_FIELDS = frozenset({"name", "email"})
+
+
+async def join(request: Request) -> Response:
+    """A role link's holder becomes a person: their own identity and token (DESIGN.md 5).
+
+    ``GET`` only says what the token is (``{link, role, session}``), so that a page opened
+    from a share link knows whether to ask for a name, without a refused request.
+    """
+    if request.method == "GET":
+        seen = await services(request).auth.peek(token_of(request))
+        return JSONResponse(
+            {"link": seen.is_link, "role": seen.role.value, "session": seen.session_id}
+        )
+    body = await json_body(request, JOIN_FIELDS)
+    joined = await services(request).auth.join(
+        token_of(request), body.get("name"), body.get("email")
+    )
+    person = joined.identity
+    assert person.session_id is not None
+    return JSONResponse(
+        {
+            "token": joined.token,
+            "user_id": person.user_id,
+            "name": person.name,
+            "email": person.email,
+            "role": person.role.value,
+            "session": person.session_id,
+            "url": review_url(request, person.session_id, joined.token),
+        },
+        status_code=201,
+    )
 
 
 async def revoke_invite(request: Request) -> Response:
@@ -161,6 +213,8 @@ async def whoami(request: Request) -> Response:
             "role": actor.role.value,
             "session": actor.session_id,
             "admin": actor.is_admin,
+            "email": actor.email,
+            "expires_at": actor.expires_at,
         }
     )
 
@@ -196,7 +250,8 @@ def job_json(job: Job) -> dict[str, Any]:
 async def request_fix(request: Request) -> Response:
     session_id = request.path_params["session_id"]
     actor = (await identity(request)).require(session_id, Action.EDIT)
-    body = await json_body(request)
+    # Fixes.request checks the fields itself: its callers are not all HTTP.
+    body = await json_body(request, None)
     jobs = await services(request).fixes.request(
         session_id, request.path_params["pin_id"], body, actor
     )
@@ -242,6 +297,7 @@ routes = [
     Route("/healthz", healthz),
     Route("/metrics", metrics),
     Route("/api/whoami", whoami),
+    Route("/api/join", join, methods=["GET", "POST"]),
     # One route per path, so that a 405 lists every allowed method.
     Route("/api/sessions", sessions_collection, methods=["GET", "POST"]),
     Route("/api/sessions/{session_id}", get_session),

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 
 import anyio
 from starlette.routing import WebSocketRoute
@@ -10,7 +12,10 @@ from starlette.websockets import WebSocket
 
 from ...shared.errors import ProofroomError, RoomFull
 from ...shared.permissions import Action
+from ...shared.protocol import CloseCode
+from ..identity import Identity
 from ..rooms.connection import Connection
+from ..rooms.eager import eager_sends
 from .common import identity, services
 from .fanout import RECEIVE_DIRECT, SEND_FRAME
 
@@ -40,8 +45,10 @@ async def session_socket(websocket: WebSocket) -> None:
         svc.metrics,
         send_frame=extensions.get(SEND_FRAME),
         attach_receiver=extensions.get(RECEIVE_DIRECT),
+        eager=eager_sends(svc.settings.fast_paths_on),
     )
     room.peers.add(conn)
+    expiry = close_at_expiry(conn, actor)
     try:
         conn.greet()
         async with anyio.create_task_group() as tg:
@@ -52,8 +59,28 @@ async def session_socket(websocket: WebSocket) -> None:
                 if conn.close_request is None:
                     conn.finish()
     finally:
+        if expiry is not None:
+            expiry.cancel()
         room.peers.discard(conn)
         conn.leave()
+
+
+def close_at_expiry(conn: Connection, actor: Identity) -> asyncio.TimerHandle | None:
+    """Close the connection when its invite expires: rights are checked for as long as a
+    connection lives, not only when it opens (the connection also refuses any message that
+    arrives after the expiry, before this timer has run)."""
+    if actor.expires_at is None:
+        return None
+    loop = asyncio.get_running_loop()
+    return loop.call_later(
+        max(0.0, actor.expires_at - time.time()),
+        conn.close_soon,
+        CloseCode.UNAUTHORIZED,
+        EXPIRED,
+    )
+
+
+EXPIRED = "this invite has expired"
 
 
 routes = [WebSocketRoute("/ws/{session_id}", session_socket)]

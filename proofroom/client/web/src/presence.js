@@ -25,7 +25,8 @@ export class Presence extends Emitter {
     this.following = null // client id of the presenter we follow
     this._namesKey = `proofroom:names:${sessionId}`
     this.names = new Map(Object.entries(storage(this._namesKey) || {}))
-    const name = storage('proofroom:name') || me.name
+    // The name this person joined with: the server stamps it on their presence anyway.
+    const name = me.name
     this.names.set(me.userId, name)
     const colour = PALETTE[awareness.clientID % PALETTE.length]
     awareness.setLocalState({

@@ -1,5 +1,6 @@
-// The review room: boots from the share link (/s/{session}?token=...), joins the live
-// document and wires the canvas, the panels and the shortcuts together.
+// The review room: boots from the share link (/s/{session}?token=...), asks a role link's
+// holder for a name (join.js), joins the live document and wires the canvas, the panels and
+// the shortcuts together.
 import { Api, ApiError } from './api.js'
 import { App } from './app.js'
 import { CanvasRenderer } from './canvas.js'
@@ -24,6 +25,7 @@ import { mountLayersPanel } from './panels/layers.js'
 import { mountFixPanel } from './panels/fix.js'
 import { mountPeople } from './panels/people.js'
 import { mountSharePanel } from './panels/share.js'
+import { resolvePerson } from './join.js'
 
 const WHY = {
   401: 'This link is not valid, or it has expired. Ask the session owner for a new one.',
@@ -31,17 +33,20 @@ const WHY = {
   404: 'This session does not exist.'
 }
 
+const REFUSED_KEY = 'proofroom:refused'
+
 async function boot () {
   const sessionId = document.body.dataset.session
-  const token = new URLSearchParams(location.search).get('token')
-  if (!token) return fatal('Open this page from a share link: the link carries your access token.')
-  const api = new Api(token)
-  let me, session
+  let token, me, session
   try {
-    [me, session] = await Promise.all([api.get('/api/whoami'), api.get(`/api/sessions/${encodeURIComponent(sessionId)}`)])
+    const person = await resolvePerson(sessionId)
+    if (!person) return fatal('Open this page from a share link: the link carries your access token.')
+    ;({ token, me } = person)
+    session = await new Api(token).get(`/api/sessions/${encodeURIComponent(sessionId)}`)
   } catch (err) {
     return fatal(err instanceof ApiError ? WHY[err.status] || err.message : String(err))
   }
+  const api = new Api(token)
   const view = new View()
   const conn = new Connection({ sessionId, token })
   const identity = { userId: me.user_id, name: me.name, role: me.role }
@@ -51,6 +56,16 @@ async function boot () {
   const images = new ImageCache((id) => api.blobUrl(id), () => renderer && renderer.invalidate())
   images.load(session.base) // start the largest download before anything else
   const app = new App({ api, me: identity, session, conn, store, presence, view, images })
+  // A refused change: start over from the server's copy, and say why once reloaded.
+  conn.on('stale', (reason) => {
+    try { sessionStorage.setItem(REFUSED_KEY, reason) } catch (_err) {}
+    location.reload()
+  })
+  const refused = sessionStorage.getItem(REFUSED_KEY)
+  if (refused) {
+    sessionStorage.removeItem(REFUSED_KEY)
+    queueMicrotask(() => app.toast(`The server refused a change: ${refused}`, 'error'))
+  }
   const body = document.body
   body.classList.add(`role-${me.role}`)
   for (const [cap, on] of Object.entries(app.caps)) body.classList.toggle(`can-${cap}`, on)

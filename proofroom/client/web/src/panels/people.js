@@ -7,10 +7,6 @@ const ROLE_LABEL = { viewer: 'Viewer', commenter: 'Commenter', editor: 'Editor',
 
 export function mountPeople (root, avatars, app) {
   const { presence } = app
-  const name = h('input', { type: 'text', maxlength: 80, value: presence.name, 'aria-label': 'Your name' })
-  const saveName = () => presence.setName(name.value)
-  name.addEventListener('change', saveName)
-  name.addEventListener('keydown', (e) => { if (e.key === 'Enter') { e.preventDefault(); saveName(); name.blur() } })
   const followable = h('input', {
     type: 'checkbox',
     onchange: (e) => {
@@ -21,7 +17,8 @@ export function mountPeople (root, avatars, app) {
   const list = h('ul', { class: 'people', 'aria-label': 'Participants' })
   root.append(
     h('h2', {}, 'You'),
-    h('label', { class: 'field' }, 'Your name', name),
+    // The name joined with: others see it on pins, replies and decisions (it is not editable).
+    h('p', { class: 'person-name', id: 'me-name' }, presence.name),
     h('label', { class: 'check' }, followable, 'Let others follow my view (present)'),
     h('p', { class: 'muted' }, `You joined as ${ROLE_LABEL[app.me.role] || app.me.role}.`),
     h('h2', {}, 'Here now'),
