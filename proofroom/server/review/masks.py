@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from ...shared.errors import BadRequest
+from ...shared.errors import BadRequest, PayloadTooLarge
+from ..images import png_declared_size, run_image_job
 from ..store.blobs import BlobStore, is_blob_id
 
 MAX_MASK_BYTES = 16 * 1024 * 1024
@@ -21,10 +22,19 @@ def decode_mask_png(data: bytes, width: int, height: int) -> np.ndarray:
     """A PNG mask (white or opaque = fix here) of exactly the image's size, as bool HxW."""
     if len(data) > MAX_MASK_BYTES:
         raise BadRequest("the mask is too large")
+    declared = png_declared_size(data)
+    if declared is None:
+        raise BadRequest("the mask must be a PNG image")
+    if declared != (width, height):
+        # Before Pillow sees it: a small file may claim 30000x30000 (a decompression bomb).
+        raise BadRequest(f"the mask is {declared[0]}x{declared[1]}; it must be {width}x{height}")
     try:
         img = Image.open(io.BytesIO(data), formats=["PNG"])
     except (UnidentifiedImageError, OSError, ValueError):
         raise BadRequest("the mask must be a PNG image") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        # Only when the session itself exceeds Pillow's ceiling (max_image_pixels raised).
+        raise PayloadTooLarge(f"a {width}x{height} mask is more than Pillow decodes") from None
     with img:
         if img.size != (width, height):
             raise BadRequest(
@@ -51,12 +61,18 @@ async def mask_from_request(value: Any, blobs: BlobStore, width: int, height: in
     if not isinstance(value, str):
         raise BadRequest("mask must be a PNG data URL or a blob id")
     if is_blob_id(value):
-        return decode_mask_png(await blobs.get(value), width, height)
+        png = await blobs.get(value)
+        return await run_image_job(lambda: decode_mask_png(png, width, height))
     prefix = "data:image/png;base64,"
     if not value.startswith(prefix):
         raise BadRequest("mask must be a PNG data URL (data:image/png;base64,...) or a blob id")
+    # Both the base64 of up to 16 MiB and the pixels are decoded off the event loop.
+    return await run_image_job(lambda: _decode_data_url(value[len(prefix) :], width, height))
+
+
+def _decode_data_url(text: str, width: int, height: int) -> np.ndarray:
     try:
-        data = base64.b64decode(value[len(prefix) :], validate=True)
+        data = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         raise BadRequest("the mask data URL is not valid base64") from None
     return decode_mask_png(data, width, height)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import sqlite3
 import time
 from collections.abc import Mapping
@@ -44,14 +45,26 @@ SORTS: dict[str, str] = {
 
 MAX_LIMIT = 10_000
 DEFAULT_LIMIT = 1000
+#: Longest ``q=``: titles are short, and SQLite refuses LIKE patterns over 50,000 bytes
+#: ("LIKE or GLOB pattern too complex") with an error that would otherwise be a 500.
+MAX_Q_CHARS = 200
+
+
+def _shown(value: str) -> str:
+    """A query value quoted in an error message, cut short: it may be 100 KB long."""
+    return repr(value if len(value) <= 40 else value[:40] + "...")
 
 
 def parse_time(name: str, value: str) -> float:
     """Unix seconds, or an ISO 8601 date/time (UTC unless it says otherwise)."""
     try:
-        return float(value)
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        if not math.isfinite(seconds):
+            raise BadRequest(f"{name} must be a finite number of Unix seconds")
+        return seconds
     try:
         when = dt.datetime.fromisoformat(value)
     except ValueError:
@@ -80,7 +93,9 @@ class ProducerQuery:
         states = tuple(s for s in (params.get("state") or "").split(",") if s)
         unknown = [s for s in states if s not in STATE_FILTERS]
         if unknown:
-            raise BadRequest(f"state must be among {sorted(STATE_FILTERS)}, not {unknown[0]!r}")
+            raise BadRequest(
+                f"state must be among {sorted(STATE_FILTERS)}, not {_shown(unknown[0])}"
+            )
         sort = params.get("sort") or cls.sort
         if sort.removeprefix("-") not in SORTS:
             raise BadRequest(f"sort must be one of {sorted(SORTS)} (prefix - to reverse)")
@@ -94,7 +109,10 @@ class ProducerQuery:
                 raise BadRequest(f"limit must be an integer from 1 to {MAX_LIMIT}")
         since = parse_time("since", params["since"]) if params.get("since") else None
         until = parse_time("until", params["until"]) if params.get("until") else None
-        return cls(states, params.get("q") or "", since, until, sort, limit)
+        q = params.get("q") or ""
+        if len(q) > MAX_Q_CHARS:
+            raise BadRequest(f"q must be at most {MAX_Q_CHARS} characters")
+        return cls(states, q, since, until, sort, limit)
 
     def where(self) -> tuple[str, list[Any]]:
         clauses: list[str] = []

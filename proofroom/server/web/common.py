@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
+from collections.abc import Collection
 from typing import Any
 
 from starlette.requests import HTTPConnection, Request
 
-from ...shared.errors import BadRequest, PayloadTooLarge
+from ...shared.errors import PayloadTooLarge
+from ..bodies import parse_json_object
 from ..identity import Identity
 from ..services import Services
 
@@ -30,24 +31,21 @@ async def identity(conn: HTTPConnection) -> Identity:
     return await services(conn).auth.resolve(token_of(conn))
 
 
-async def json_body(request: Request) -> dict[str, Any]:
+async def json_body(request: Request, allowed: Collection[str] | None) -> dict[str, Any]:
+    """The request's JSON object, size- and depth-limited; 400/413 when it is not one.
+
+    ``allowed`` names the top-level fields the endpoint understands (anything else is a 400
+    ``unknown_field``); None only where the service below checks the keys itself.
+    """
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > MAX_JSON_BYTES:
-        raise PayloadTooLarge("the JSON body is too large")
+        raise PayloadTooLarge(f"the JSON body is too large (at most {MAX_JSON_BYTES} bytes)")
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
         if len(body) > MAX_JSON_BYTES:
-            raise PayloadTooLarge("the JSON body is too large")
-    if not body:
-        return {}
-    try:
-        value = json.loads(body)
-    except ValueError:
-        raise BadRequest("the body is not valid JSON") from None
-    if not isinstance(value, dict):
-        raise BadRequest("the body must be a JSON object")
-    return value
+            raise PayloadTooLarge(f"the JSON body is too large (at most {MAX_JSON_BYTES} bytes)")
+    return parse_json_object(bytes(body), allowed)
 
 
 def base_url(conn: HTTPConnection) -> str:

@@ -13,9 +13,17 @@ from ...shared.errors import BadRequest, PayloadTooLarge
 from ...shared.permissions import Action
 from .common import identity, json_body, services
 
+#: The fields each JSON endpoint here reads; anything else is a 400 (unknown_field).
+DECISION_FIELDS = frozenset({"decision", "note"})
+LOCKS_FIELDS = frozenset({"locks"})
+SETTINGS_FIELDS = frozenset({"required_approvals"})
+#: Longer than any [x, y, w, h] of real pixel counts, short enough that no nesting in it
+#: can be deep enough to matter to the JSON decoder.
+MAX_BOX_CHARS = 200
+
 
 async def decide(request: Request) -> Response:
-    body = await json_body(request)
+    body = await json_body(request, DECISION_FIELDS)
     result = await services(request).decisions.decide(
         request.path_params["session_id"],
         request.path_params["layer_id"],
@@ -40,8 +48,10 @@ async def upload_version(request: Request) -> Response:
         box = form.get("box")
         if not isinstance(upload, UploadFile):
             raise BadRequest("the multipart field 'image' (a file) is required")
-        if box is not None and not isinstance(box, str):
-            raise BadRequest("box must be text: JSON [x, y, w, h]")
+        if box is not None and (not isinstance(box, str) or len(box) > MAX_BOX_CHARS):
+            raise BadRequest(
+                f"box must be text of at most {MAX_BOX_CHARS} characters: JSON [x, y, w, h]"
+            )
         data = await upload.read(limit + 1)
         if len(data) > limit:
             raise PayloadTooLarge(f"uploads are limited to {limit} bytes")
@@ -52,7 +62,7 @@ async def upload_version(request: Request) -> Response:
 
 
 async def set_locks(request: Request) -> Response:
-    body = await json_body(request)
+    body = await json_body(request, LOCKS_FIELDS)
     locks = await services(request).versions.set_locks(
         request.path_params["session_id"], body, await identity(request)
     )
@@ -64,7 +74,7 @@ async def update_session(request: Request) -> Response:
     actor = (await identity(request)).require(session_id, Action.ADMINISTER)
     svc = services(request)
     await svc.sessions.require(session_id)
-    body = await json_body(request)
+    body = await json_body(request, SETTINGS_FIELDS)
     required = body.get("required_approvals")
     if isinstance(required, bool) or not isinstance(required, int) or not 1 <= required <= 20:
         raise BadRequest("required_approvals must be an integer from 1 to 20")
