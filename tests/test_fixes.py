@@ -12,7 +12,7 @@ from PIL import Image
 
 from proofroom.client import ApiClient, ApiError, SessionClient
 
-from .helpers import ReviewSession, RunningServer, decode, eventually, png_bytes
+from .helpers import ReviewSession, RunningServer, decode, eventually, join_session, png_bytes
 
 
 def photo_png(width: int = 160, height: int = 120) -> bytes:
@@ -32,15 +32,9 @@ def mask_data_url(mask: np.ndarray) -> str:
 
 
 async def photo_session(server: RunningServer) -> tuple[str, dict[str, str], dict[str, str]]:
-    from proofroom.client.api import token_from_url
-
     created = await server.admin.create_session(photo_png(), title="Photo")
-    tokens = {role: token_from_url(url) for role, url in created["links"].items()}
-    users = {}
-    for role, token in tokens.items():
-        async with server.api(token) as api:
-            users[role] = (await api.whoami())["user_id"]
-    return created["id"], tokens, users
+    joined = await join_session(server.url, created)
+    return created["id"], joined.tokens, joined.users
 
 
 async def drop_pin(client: SessionClient, pin_id: str, author: str, **extra: Any) -> None:
@@ -212,6 +206,38 @@ async def test_bad_fix_requests_are_refused(server: RunningServer, case: str) ->
         assert err.value.status == status, err.value.message
         assert len(editor.jobs) == 0
         assert await server.services.queue.queued() == []
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        ({"colour": "red"}, ["unknown field 'colour'", "allowed:", "engine", "region", "seed"]),
+        ({"engine": "gemini"}, ["unknown engine 'gemini'", "available on this server: classical"]),
+        ({"engine": "diffusion"}, ["diffusion engine is not available", "runs the classical"]),
+        ({"engine": 7}, ["engine must be"]),
+        ({"model": "sd-inpaint"}, ["classical engine takes no model"]),
+    ],
+)
+async def test_unknown_fields_and_engines_are_refused_saying_what_is_allowed(
+    server: RunningServer, session: ReviewSession, body: dict[str, Any], says: list[str]
+) -> None:
+    async with (
+        server.client(session.id, session.tokens["editor"]) as editor,
+        ApiClient(server.url, session.tokens["editor"]) as api,
+    ):
+        await drop_pin(editor, "p1", session.users["editor"], region=[1, 1, 5, 5])
+        await eventually(lambda: "p1" in server.services.rooms.rooms[session.id].pins)
+        with pytest.raises(ApiError) as err:
+            await api.json("POST", f"/api/sessions/{session.id}/pins/p1/fix", json=body)
+        assert err.value.status == 400
+        for words in says:
+            assert words in err.value.message
+        assert await server.services.queue.queued() == []
+        # Naming the engine this server runs is fine.
+        reply = await api.json(
+            "POST", f"/api/sessions/{session.id}/pins/p1/fix", json={"engine": "classical"}
+        )
+        assert len(reply["jobs"]) == 1
 
 
 async def test_fix_permissions_and_unknown_pins(

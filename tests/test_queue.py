@@ -10,7 +10,7 @@ import pytest
 from proofroom.server.jobs import JobQueue, NewJob, SqliteJobQueue
 from proofroom.server.store import Database
 from proofroom.shared.enums import JobStatus
-from proofroom.shared.errors import Conflict, NotFound
+from proofroom.shared.errors import Conflict, NotFound, RateLimited
 
 SESSIONS = ("s1", "s2", "s3")
 
@@ -50,7 +50,7 @@ async def test_enqueue_claim_complete(queue: JobQueue) -> None:
     assert await queue.unpublished() == []
 
 
-async def test_priority_then_round_robin_across_sessions(queue: JobQueue) -> None:
+async def test_sessions_take_turns_and_priority_orders_within_one(queue: JobQueue) -> None:
     await queue.enqueue([job(f"s1-{i}", "s1") for i in range(3)])
     await queue.enqueue([job(f"s2-{i}", "s2") for i in range(2)])
     await queue.enqueue([job("s3-0", "s3"), job("urgent", "s3", priority=5)])
@@ -59,9 +59,58 @@ async def test_priority_then_round_robin_across_sessions(queue: JobQueue) -> Non
     claimed = []
     while (claimed_job := await queue.claim("w", 30)) is not None:
         claimed.append(claimed_job.id)
-    # Priority first; then sessions take turns (s3 was just served by the urgent job).
-    assert claimed == ["urgent", "s1-0", "s2-0", "s3-0", "s1-1", "s2-1", "s1-2"]
+    # Sessions take turns (oldest job first among those never served); within s3 the
+    # urgent job goes first, but it does not jump the other sessions' turns.
+    assert claimed == ["s1-0", "s2-0", "urgent", "s1-1", "s2-1", "s3-0", "s1-2"]
     assert order == claimed
+
+
+async def test_a_high_priority_flood_does_not_starve_another_session(queue: JobQueue) -> None:
+    await queue.enqueue([job(f"a-{i}", "s1", priority=10) for i in range(20)])
+    first = await queue.claim("w", 30)
+    assert first is not None and first.id == "a-0"
+    await queue.enqueue([job("b", "s2", priority=-10)])
+    assert [j.id for j in await queue.queued()][:2] == ["b", "a-1"]
+    second = await queue.claim("w", 30)
+    assert second is not None and second.id == "b"
+
+
+async def test_the_per_session_cap_counts_unfinished_jobs_and_queues_all_or_none(
+    tmp_path: Path,
+) -> None:
+    async with Database(tmp_path / "cap.sqlite3") as db:
+        for sid in SESSIONS:
+            await db.write(
+                (
+                    "INSERT INTO sessions VALUES (?,?,?,?,?,?,?,?)",
+                    (sid, "t", 1, 1, "b", 0.0, "admin", 1),
+                )
+            )
+        queue = SqliteJobQueue(db, max_queued_per_session=3)
+        audit = ("INSERT INTO audit (session_id, at, actor, action) VALUES (?,?,?,?)",)
+
+        def row(n: int) -> tuple[str, tuple[object, ...]]:
+            return (audit[0], ("s1", float(n), "u", f"request {n}"))
+
+        assert len(await queue.enqueue([job("a"), job("b")], also=[row(1)])) == 2
+        with pytest.raises(RateLimited) as err:  # 2 + 2 > 3: neither job, nor its audit row
+            await queue.enqueue([job("c"), job("d")], also=[row(2)])
+        assert "2 unfinished" in err.value.message and "at most 3" in err.value.message
+        # Another session has its own allowance; a batch over several is checked per session.
+        assert len(await queue.enqueue([job("c"), job("x", "s2"), job("y", "s2")])) == 3
+        with pytest.raises(RateLimited):
+            await queue.enqueue([job("z", "s2"), job("e", "s1")])
+        # A running job still counts; a finished one does not.
+        running = await queue.claim("w", 30)
+        assert running is not None and running.session_id == "s1"
+        with pytest.raises(RateLimited):
+            await queue.enqueue([job("e")])
+        await queue.complete(running.id, "w", "l", {})
+        assert len(await queue.enqueue([job("e")], also=[row(3)])) == 1
+        ids = [r["id"] for r in await db.fetchall("SELECT id FROM jobs ORDER BY seq")]
+        assert ids == ["a", "b", "c", "x", "y", "e"]
+        actions = [r["action"] for r in await db.fetchall("SELECT action FROM audit")]
+        assert actions == ["request 1", "request 3"]
 
 
 async def test_expired_lease_is_retried_then_failed(queue: JobQueue) -> None:
@@ -120,3 +169,23 @@ async def test_cancel(queue: JobQueue) -> None:
         await queue.cancel(last.id)
     with pytest.raises(NotFound):
         await queue.cancel("nope")
+
+
+async def test_a_cancels_audit_row_commits_only_with_the_cancellation(queue: JobQueue) -> None:
+    def audit_row(target: str) -> tuple[str, tuple[object, ...]]:
+        return (
+            "INSERT INTO audit (session_id, at, actor, action, target) VALUES (?,?,?,?,?)",
+            ("s1", 1.0, "u", "job.cancel", target),
+        )
+
+    await queue.enqueue([job("a"), job("b")])
+    await queue.cancel("a", also=[audit_row("a")])
+    claimed = await queue.claim("w", 30)
+    assert claimed is not None and claimed.id == "b"
+    await queue.complete("b", "w", "l_b", {})
+    for finished in ("a", "b"):  # already cancelled, already done: no row either
+        with pytest.raises(Conflict):
+            await queue.cancel(finished, also=[audit_row(finished)])
+    assert isinstance(queue, SqliteJobQueue)
+    rows = await queue._db.fetchall("SELECT target FROM audit WHERE action = 'job.cancel'")
+    assert [r["target"] for r in rows] == ["a"]

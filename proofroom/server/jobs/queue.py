@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ...shared.enums import JobStatus
+from ..store.db import Statement
 
 
 @dataclass(frozen=True)
@@ -49,8 +51,11 @@ class Job:
 class JobQueue(ABC):
     """Enqueue, claim with a lease, heartbeat, complete, fail, cancel.
 
-    Claims go by priority (higher first), then round-robin across sessions (the session
-    served longest ago first), then enqueue order. A job whose lease expires goes back to
+    Claims take turns between sessions (the session served longest ago first; one never
+    served counts as served longest ago), then, within the session, go by priority (higher
+    first) and enqueue order: a priority orders one session's jobs, never another's. A
+    backend may cap the unfinished jobs of one session (``enqueue`` raises RateLimited,
+    queueing none). A job whose lease expires goes back to
     the queue until it has used ``max_attempts``, then fails. Every change is announced on
     :attr:`changed` so the server can mirror job states into documents.
     """
@@ -60,8 +65,15 @@ class JobQueue(ABC):
         self.wakeup = asyncio.Event()
 
     @abstractmethod
-    async def enqueue(self, jobs: list[NewJob], *, wake: bool = True) -> list[Job]:
-        """Add jobs atomically (all or none); ``wake=False`` leaves waking workers to you."""
+    async def enqueue(
+        self, jobs: list[NewJob], *, wake: bool = True, also: Sequence[Statement] = ()
+    ) -> list[Job]:
+        """Add jobs atomically (all or none); ``wake=False`` leaves waking workers to you.
+
+        ``also``: single-row ``INSERT ... VALUES`` statements (the audit row) committed in
+        the same transaction, and only if the jobs are queued. RateLimited when a session
+        would hold more unfinished jobs than the backend allows.
+        """
 
     @abstractmethod
     async def claim(self, owner: str, lease_seconds: float) -> Job | None:
@@ -94,8 +106,11 @@ class JobQueue(ABC):
         """Give up on this attempt: requeue (if ``retry`` and attempts remain) or fail."""
 
     @abstractmethod
-    async def cancel(self, job_id: str) -> Job:
-        """Cancel a queued or running job; Conflict if it already finished."""
+    async def cancel(self, job_id: str, *, also: Sequence[Statement] = ()) -> Job:
+        """Cancel a queued or running job; Conflict if it already finished.
+
+        ``also`` as for :meth:`enqueue`: committed with the cancellation, only if it happens.
+        """
 
     @abstractmethod
     async def get(self, job_id: str) -> Job | None:

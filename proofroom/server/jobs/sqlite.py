@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import time
+from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 from ...shared.enums import JobStatus
-from ...shared.errors import Conflict, NotFound
-from ..store.db import Database
+from ...shared.errors import Conflict, NotFound, RateLimited
+from ..store.db import Database, Statement
 from .queue import Job, JobQueue, NewJob
 
-_FINISHED = ("done", "failed", "cancelled")
+#: The statuses a job holds until it finishes: what the per-session cap counts.
+_UNFINISHED = "'queued', 'running'"
+_INSERT_VALUES = re.compile(r"^\s*(INSERT INTO \w+ \([^)]*\))\s+VALUES\s*(\(.*\))\s*$", re.S | re.I)
 _COLUMNS = (
     "id, session_id, pin_id, status, priority, payload, attempts, max_attempts, lease_owner,"
     " created_at, started_at, finished_at, error, layer_id, result"
@@ -39,35 +44,57 @@ def _job(row: sqlite3.Row) -> Job:
     )
 
 
+def only_if(statement: Statement, condition: str, params: Sequence[Any]) -> Statement:
+    """``INSERT INTO t (...) VALUES (...)`` rewritten to insert only while ``condition`` holds.
+
+    The rows that go with a queue change (its audit row) run just before the change, in the
+    same transaction, under the same condition: both happen or neither does.
+    """
+    sql, values = statement
+    match = _INSERT_VALUES.match(sql)
+    if match is None:
+        raise ValueError(f"only a single-row INSERT ... VALUES can go with a change: {sql!r}")
+    head, row = match.groups()
+    return (f"{head} SELECT * FROM (VALUES {row}) WHERE {condition}", (*values, *params))
+
+
 class SqliteJobQueue(JobQueue):
     """Jobs in the ``jobs`` table; one statement per state change, each atomic."""
 
-    def __init__(self, db: Database, *, max_attempts: int = 3) -> None:
+    def __init__(
+        self, db: Database, *, max_attempts: int = 3, max_queued_per_session: int | None = None
+    ) -> None:
         super().__init__()
         self._db = db
         self._max_attempts = max_attempts
+        self._cap = max_queued_per_session
 
-    async def enqueue(self, jobs: list[NewJob], *, wake: bool = True) -> list[Job]:
+    async def enqueue(
+        self, jobs: list[NewJob], *, wake: bool = True, also: Sequence[Statement] = ()
+    ) -> list[Job]:
+        if not jobs:
+            return []
         now = time.time()
-        statements: list[tuple[str, tuple[Any, ...]]] = [
-            (
-                "INSERT INTO jobs (id, seq, session_id, pin_id, status, priority, payload,"
-                " max_attempts, created_at)"
-                " VALUES (?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs), ?, ?, 'queued', ?, ?,"
-                " ?, ?)",
-                (
-                    j.id,
-                    j.session_id,
-                    j.pin_id,
-                    j.priority,
-                    json.dumps(j.payload),
-                    self._max_attempts,
-                    now,
-                ),
-            )
-            for j in jobs
-        ]
-        await self._db.write(*statements)
+        # One statement inserts every job or none: the cap's count and the inserts see the
+        # same rows (the single write path runs nothing in between), so concurrent requests
+        # cannot overshoot it, and a refused request leaves nothing behind.
+        values = ", ".join("(?, ?, ?, ?, ?, ?)" for _ in jobs)
+        params: list[Any] = []
+        for n, j in enumerate(jobs, start=1):
+            params += [j.id, n, j.session_id, j.pin_id, j.priority, json.dumps(j.payload)]
+        room, room_params = self._room_for(jobs)
+        insert = (
+            "INSERT INTO jobs (id, seq, session_id, pin_id, status, priority, payload,"
+            " max_attempts, created_at)"
+            " SELECT v.column1, (SELECT COALESCE(MAX(seq), 0) FROM jobs) + v.column2,"
+            " v.column3, v.column4, 'queued', v.column5, v.column6, ?, ?"
+            f" FROM (VALUES {values}) AS v WHERE {room} RETURNING id",
+            (self._max_attempts, now, *params, *room_params),
+        )
+        guarded = [only_if(s, room, room_params) for s in also]
+        written = await self._db.write(*guarded, insert)
+        if not written.rows:
+            raise RateLimited(await self._cap_message(jobs))
         if wake:
             self.wakeup.set()
         # Everything about a new job is known here: no need to read the rows back.
@@ -91,15 +118,47 @@ class SqliteJobQueue(JobQueue):
             for j in jobs
         ]
 
+    def _room_for(self, jobs: list[NewJob]) -> tuple[str, tuple[Any, ...]]:
+        """SQL that holds when every session of ``jobs`` has room for its new ones."""
+        if self._cap is None:
+            return "1", ()
+        wanted = Counter(j.session_id for j in jobs)
+        batch = ", ".join("(?, ?)" for _ in wanted)
+        return (
+            f"NOT EXISTS (SELECT 1 FROM (VALUES {batch}) AS b WHERE b.column2 +"
+            " (SELECT COUNT(*) FROM jobs q WHERE q.session_id = b.column1"
+            f" AND q.status IN ({_UNFINISHED})) > ?)",
+            (*(x for pair in wanted.items() for x in pair), self._cap),
+        )
+
+    async def _cap_message(self, jobs: list[NewJob]) -> str:
+        wanted = Counter(j.session_id for j in jobs)
+        for session_id, count in wanted.items():
+            row = await self._db.fetchone(
+                f"SELECT COUNT(*) AS n FROM jobs WHERE session_id = ?"
+                f" AND status IN ({_UNFINISHED})",
+                (session_id,),
+            )
+            waiting = row["n"] if row else 0
+            if waiting + count > (self._cap or 0):
+                return (
+                    f"the session already has {waiting} unfinished jobs and at most"
+                    f" {self._cap} may wait at once, so {count} more cannot be queued (wait"
+                    f" for some to finish, or cancel some)"
+                )
+        return f"at most {self._cap} unfinished jobs per session; try again"
+
     async def claim(self, owner: str, lease_seconds: float) -> Job | None:
         now = time.time()
         pick = (
+            # The session served longest ago (never served counts as longest ago; ties go
+            # to the oldest job)...
             "SELECT j.id FROM jobs j LEFT JOIN queue_turns t ON t.session_id = j.session_id"
             " WHERE j.status = 'queued'"
-            " ORDER BY j.priority DESC, COALESCE(t.last_claimed, 0), j.seq LIMIT 1"
+            " ORDER BY COALESCE(t.last_claimed, 0), j.seq LIMIT 1"
         )
         result = await self._db.write(
-            # The session served now goes to the back of the round-robin...
+            # ...goes to the back of the round-robin...
             (
                 f"INSERT INTO queue_turns (session_id, last_claimed)"
                 f" SELECT session_id, (SELECT COALESCE(MAX(last_claimed), 0) + 1"
@@ -107,7 +166,7 @@ class SqliteJobQueue(JobQueue):
                 f" ON CONFLICT(session_id) DO UPDATE SET last_claimed = excluded.last_claimed",
                 (),
             ),
-            # ...and its job is leased, in the same transaction.
+            # ...and its most urgent job is leased, in the same transaction.
             (
                 f"UPDATE jobs SET status = 'running', lease_owner = ?, lease_expires = ?,"
                 f" attempts = attempts + 1, started_at = ?"
@@ -171,14 +230,16 @@ class SqliteJobQueue(JobQueue):
             self.wakeup.set()
         return _job(result.rows[0]) if result.rows else None
 
-    async def cancel(self, job_id: str) -> Job:
+    async def cancel(self, job_id: str, *, also: Sequence[Statement] = ()) -> Job:
+        cancellable = "EXISTS (SELECT 1 FROM jobs WHERE id = ? AND status IN ('queued', 'running'))"
         result = await self._db.write(
+            *(only_if(s, cancellable, (job_id,)) for s in also),
             (
                 f"UPDATE jobs SET status = 'cancelled', finished_at = ?, lease_owner = NULL,"
                 f" lease_expires = NULL WHERE id = ? AND status IN ('queued', 'running')"
                 f" RETURNING {_COLUMNS}",
                 (time.time(), job_id),
-            )
+            ),
         )
         if result.rows:
             return _job(result.rows[0])
@@ -224,7 +285,7 @@ class SqliteJobQueue(JobQueue):
         rows = await self._db.fetchall(
             f"SELECT {_COLUMNS}, COALESCE(t.last_claimed, 0) AS turn FROM jobs j"
             f" LEFT JOIN queue_turns t USING (session_id)"
-            f" WHERE status = 'queued' ORDER BY priority DESC, seq"
+            f" WHERE status = 'queued' ORDER BY seq"
         )
         return simulate_claims([(_job(r), r["turn"]) for r in rows])
 
@@ -232,18 +293,24 @@ class SqliteJobQueue(JobQueue):
 def simulate_claims(jobs: list[tuple[Job, float]]) -> list[Job]:
     """The order :meth:`SqliteJobQueue.claim` would take these queued jobs in.
 
-    ``jobs`` are (job, its session's last turn), sorted by priority then enqueue order.
+    ``jobs`` are (job, its session's last turn) in enqueue order.
     """
-    order: list[Job] = []
     turns = {job.session_id: turn for job, turn in jobs}
-    pending = [job for job, _ in jobs]
+    # Each session's jobs: most urgent first, then in enqueue order (the position breaks ties).
+    waiting: dict[str, list[tuple[int, int, Job]]] = {}
+    for position, (job, _) in enumerate(jobs):
+        waiting.setdefault(job.session_id, []).append((-job.priority, position, job))
+    for queue in waiting.values():
+        queue.sort(key=lambda item: item[:2])
+    order: list[Job] = []
     next_turn = max(turns.values(), default=0) + 1
-    while pending:
-        top = pending[0].priority
-        candidates = [j for j in pending if j.priority == top]
-        pick = min(candidates, key=lambda j: turns[j.session_id])  # stable: oldest seq wins
-        order.append(pick)
-        pending.remove(pick)
-        turns[pick.session_id] = next_turn
+    while waiting:
+        # The session served longest ago; a tie goes to the one whose oldest job is oldest.
+        session = min(waiting, key=lambda sid: (turns[sid], min(item[1] for item in waiting[sid])))
+        queue = waiting[session]
+        order.append(queue.pop(0)[2])
+        if not queue:
+            del waiting[session]
+        turns[session] = next_turn
         next_turn += 1
     return order

@@ -14,8 +14,10 @@ from ...shared.permissions import Action
 from ..identity import Identity
 from ..jobs.queue import JobQueue
 from ..rooms import Room, RoomManager
+from ..store.blobs import BlobStore
+from ..store.db import Statement
 from ..store.records import Records, audit_statement
-from . import events
+from . import events, locks
 
 MAX_NOTE_CHARS = 2000
 
@@ -47,12 +49,18 @@ class Decisions:
     """Record decisions, derive layer states, resolve pins, and say so to everyone."""
 
     def __init__(
-        self, records: Records, rooms: RoomManager, queue: JobQueue, bus: events.EventBus
+        self,
+        records: Records,
+        rooms: RoomManager,
+        queue: JobQueue,
+        bus: events.EventBus,
+        blobs: BlobStore,
     ) -> None:
         self.records = records
         self.rooms = rooms
         self.queue = queue
         self.bus = bus
+        self.blobs = blobs
 
     async def decide(
         self, session_id: str, layer_id: str, body: dict[str, Any], actor: Identity
@@ -62,21 +70,27 @@ class Decisions:
             decision = Decision(str(body.get("decision")))
         except ValueError:
             raise BadRequest(f"decision must be one of {[d.value for d in Decision]}") from None
-        note = body.get("note") or ""
+        note = "" if body.get("note") is None else body["note"]  # [] or 0 is no note: 400
         if not isinstance(note, str) or len(note) > MAX_NOTE_CHARS:
             raise BadRequest(f"note must be text of at most {MAX_NOTE_CHARS} characters")
         session = await self.records.get_session(session_id)
         if session is None:
             raise NotFound("no such session")
         room = await self.rooms.acquire(session_id)
-        if find_layer(room, layer_id) is None:
+        found = find_layer(room, layer_id)
+        if found is None:
             await self._explain_missing(session_id, layer_id)
+        locked = locks.current_locks(room)
+        if decision is Decision.APPROVE and found is not None:
+            await self._refuse_if_covering(session_id, [found.to_py() or {}], locked)
         now = time.time()
 
         def write(room: Room) -> dict[str, Any]:
             layer = find_layer(room, layer_id)
             if layer is None:
                 raise NotFound("no such layer in this session")
+            if decision is Decision.APPROVE:
+                locks.require_unchanged(room, locked)
             recorded = layer.get(schema.Layer.DECISIONS)
             if not isinstance(recorded, Map):
                 recorded = Map()
@@ -100,22 +114,25 @@ class Decisions:
                 "decisions": everyone,
             }
 
-        outcome = await room.server_write(write)
-        await self.records.db.write(
-            audit_statement(
-                session_id,
-                actor.user_id,
-                "layer.decision",
-                layer_id,
-                {
-                    "decision": decision.value,
-                    "note": note,
-                    "replaces": outcome["previous"],
-                    "state": outcome["state"],
-                    "was": outcome["before"],
-                },
-            )
-        )
+        def audit(outcome: dict[str, Any]) -> list[Statement]:
+            return [
+                audit_statement(
+                    session_id,
+                    actor,
+                    "layer.decision",
+                    layer_id,
+                    {
+                        "decision": decision.value,
+                        "note": note,
+                        "replaces": outcome["previous"],
+                        "state": outcome["state"],
+                        "was": outcome["before"],
+                    },
+                )
+            ]
+
+        # The decision and its audit row commit together, or neither does.
+        outcome = await room.server_write(write, audit)
         self.bus.publish(
             events.Event(
                 events.LAYER_DECISION,
@@ -150,44 +167,48 @@ class Decisions:
     ) -> list[dict[str, Any]]:
         """Change how many approvals a layer needs, and re-derive every layer's state."""
         actor = actor.require(session_id, Action.ADMINISTER)
-        await self.records.db.write(
-            ("UPDATE sessions SET required_approvals = ? WHERE id = ?", (required, session_id)),
-            audit_statement(
-                session_id,
-                actor.user_id,
-                "session.update",
-                session_id,
-                {"required_approvals": required},
-            ),
-        )
+        room = await self.rooms.acquire(session_id)
+        locked = locks.current_locks(room)
+        # Fewer approvals needed may approve a layer no approver could (it covers a lock).
+        promoted = [lay for lay, state in _rederive(room, required) if state is LayerState.APPROVED]
+        await self._refuse_if_covering(session_id, [lay.to_py() or {} for lay in promoted], locked)
+        cleared = {lay.get(schema.Layer.ID) for lay in promoted}
 
         def write(room: Room) -> list[dict[str, Any]]:
+            moves = _rederive(room, required)
+            locks.require_unchanged(room, locked)
+            if any(
+                state is LayerState.APPROVED and lay.get(schema.Layer.ID) not in cleared
+                for lay, state in moves
+            ):
+                raise Conflict("the session's versions changed meanwhile; try again")
             changed = []
-            for layer in room.layers:
-                if not isinstance(layer, Map):
-                    continue
-                recorded = layer.get(schema.Layer.DECISIONS)
-                everyone: dict[str, Any] = (
-                    recorded.to_py() or {} if isinstance(recorded, Map) else {}
-                )
-                state = layer_state([Decision(d["decision"]) for d in everyone.values()], required)
+            for layer, state in moves:
                 before = layer.get(schema.Layer.STATE)
-                if state.value != before:
-                    layer[schema.Layer.STATE] = state.value
-                    layer_id = str(layer.get(schema.Layer.ID))
-                    pin = _sync_pin(room, layer.get(schema.Layer.PIN_ID), layer_id, state, before)
-                    changed.append(
-                        {
-                            "layer": layer_id,
-                            "pin": layer.get(schema.Layer.PIN_ID),
-                            "state": state.value,
-                            "previous_state": before,
-                            "pin_change": pin,
-                        }
-                    )
+                layer[schema.Layer.STATE] = state.value
+                layer_id = str(layer.get(schema.Layer.ID))
+                pin = _sync_pin(room, layer.get(schema.Layer.PIN_ID), layer_id, state, before)
+                changed.append(
+                    {
+                        "layer": layer_id,
+                        "pin": layer.get(schema.Layer.PIN_ID),
+                        "state": state.value,
+                        "previous_state": before,
+                        "pin_change": pin,
+                    }
+                )
             return changed
 
-        changed: list[dict[str, Any]] = await self.rooms.server_write(session_id, write)
+        statements: list[Statement] = [
+            ("UPDATE sessions SET required_approvals = ? WHERE id = ?", (required, session_id)),
+            audit_statement(
+                session_id, actor, "session.update", session_id, {"required_approvals": required}
+            ),
+        ]
+        # The setting, its audit row and the states it changes commit together.
+        changed: list[dict[str, Any]] = await self.rooms.server_write(
+            session_id, write, lambda _: statements
+        )
         for change in changed:
             self.bus.publish(
                 events.Event(
@@ -207,6 +228,24 @@ class Decisions:
             )
         return changed
 
+    async def _refuse_if_covering(
+        self, session_id: str, layers: list[dict[str, Any]], locked: list[locks.Box]
+    ) -> None:
+        """Conflict if one of these layers would change a locked pixel once approved."""
+        if not locked or not layers:
+            return
+        frozen = await locks.frozen_layers(self.records.db, session_id)
+        for layer in layers:
+            if layer.get(schema.Layer.ID) in frozen:
+                continue  # part of the picture the locks froze
+            touched = await locks.layer_covers(self.blobs, layer, locked)
+            if touched:
+                raise Conflict(
+                    f"{layer.get(schema.Layer.ID)} changes pixels inside the locked regions"
+                    f" {locks.describe(touched)} (it was made before they were locked), so it"
+                    " cannot be approved; ask for a new version, or ask the owner to unlock"
+                )
+
     async def _explain_missing(self, session_id: str, layer_id: str) -> None:
         if layer_id.startswith("l_"):
             job = await self.queue.get(layer_id[2:])
@@ -216,6 +255,20 @@ class Decisions:
                 if job.status in (JobStatus.QUEUED, JobStatus.RUNNING):
                     raise Conflict("that job has not finished yet")
         raise NotFound("no such layer in this session")
+
+
+def _rederive(room: Room, required: int) -> list[tuple[Map[Any], LayerState]]:
+    """The layers whose state changes when ``required`` approvals are needed, and to what."""
+    moves = []
+    for layer in room.layers:
+        if not isinstance(layer, Map):
+            continue
+        recorded = layer.get(schema.Layer.DECISIONS)
+        everyone: dict[str, Any] = recorded.to_py() or {} if isinstance(recorded, Map) else {}
+        state = layer_state([Decision(d["decision"]) for d in everyone.values()], required)
+        if state.value != layer.get(schema.Layer.STATE):
+            moves.append((layer, state))
+    return moves
 
 
 def _sync_pin(room: Room, pin_id: Any, layer_id: str, state: LayerState, before: Any) -> str | None:

@@ -15,10 +15,11 @@ from ...shared import schema
 from ...shared.enums import Decision, LayerState
 from ...shared.errors import NotFound
 from ...shared.permissions import Action
-from ..identity import Identity
-from ..rooms import RoomManager
+from ..identity import ADMIN_USER_ID, Identity
+from ..rooms import Room, RoomManager
 from ..store.blobs import BlobStore
 from ..store.records import Records, audit_statement
+from . import locks
 from .fixes import _decode_rgb
 from .flatten import flatten_layers
 
@@ -38,6 +39,9 @@ class Exporter:
         if session is None:
             raise NotFound("no such session")
         room = await self.rooms.acquire(session_id)
+        # Names beside ids: behind one link there may be many people (DESIGN.md section 5).
+        names = await self.records.names(session_id)
+        names.setdefault(ADMIN_USER_ID, "Admin")
         layers = []
         for layer in room.layers:
             if not isinstance(layer, Map):
@@ -48,7 +52,12 @@ class Exporter:
             decisions = data.get(schema.Layer.DECISIONS) or {}
             approvals = sorted(
                 (
-                    {"user": user, "at": d.get("at"), "note": d.get("note")}
+                    {
+                        "user": user,
+                        "name": names.get(user),
+                        "at": d.get("at"),
+                        "note": d.get("note"),
+                    }
                     for user, d in decisions.items()
                     if d.get("decision") == Decision.APPROVE
                 ),
@@ -63,8 +72,10 @@ class Exporter:
                     "box": _whole(data.get(schema.Layer.BOX)),
                     "patch": data.get(schema.Layer.PATCH),
                     "author": data.get(schema.Layer.AUTHOR),
+                    "author_name": names.get(str(data.get(schema.Layer.AUTHOR))),
                     "created_at": data.get(schema.Layer.CREATED_AT),
                     "approved_by": [a["user"] for a in approvals],
+                    "approvals": approvals,
                     "approved_at": approvals[-1]["at"] if approvals else None,
                     "prompt": params.get("prompt"),
                     "negative_prompt": params.get("negative_prompt"),
@@ -77,6 +88,7 @@ class Exporter:
                     "params": _whole(params),
                 }
             )
+        withheld = await self._withhold_lock_breakers(session_id, room, layers)
         return {
             "software": f"Proofroom {__version__}",
             "session": session.id,
@@ -84,7 +96,36 @@ class Exporter:
             "base": session.base_blob,
             "size": [session.width, session.height],
             "layers": layers,
+            "withheld": withheld,
         }
+
+    async def _withhold_lock_breakers(
+        self, session_id: str, room: Room, layers: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """Take out of ``layers`` the approved ones that would change a locked pixel.
+
+        Approval refuses them, so only a layer approved before that check existed (or by a
+        path that missed it) gets here; the export flattens nothing that breaks a lock.
+        """
+        locked = locks.current_locks(room)
+        if not locked or not layers:
+            return []
+        frozen = await locks.frozen_layers(self.records.db, session_id)
+        withheld = []
+        for layer in list(layers):
+            if layer["id"] in frozen:
+                continue
+            touched = await locks.layer_covers(self.blobs, layer, locked)
+            if touched:
+                layers.remove(layer)
+                withheld.append(
+                    {
+                        "id": layer["id"],
+                        "locks": [list(box) for box in touched],
+                        "reason": "changes pixels inside locked regions",
+                    }
+                )
+        return withheld
 
     async def png(self, session_id: str, actor: Identity) -> tuple[bytes, dict[str, Any]]:
         """The flattened PNG (with its provenance in text chunks) and the sidecar JSON."""
@@ -109,7 +150,7 @@ class Exporter:
         await self.records.db.write(
             audit_statement(
                 session_id,
-                actor.user_id,
+                actor,
                 "session.export",
                 session_id,
                 {"layers": [lay["id"] for lay in info["layers"]]},

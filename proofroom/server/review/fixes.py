@@ -25,13 +25,15 @@ from ...shared import schema
 from ...shared.enums import JobStatus, LayerSource, LayerState, PinStatus
 from ...shared.errors import BadRequest, Conflict, NotFound, ProofroomError
 from ...shared.permissions import Action
+from ..bodies import check_fields
 from ..engines import Engine, EngineError, FixResult, InpaintParams
+from ..engines.registry import ENGINES
 from ..identity import Identity
 from ..jobs.queue import Job, JobQueue, NewJob
 from ..jobs.worker import Work, Worker
 from ..rooms import Room, RoomManager
 from ..store.blobs import BlobStore
-from ..store.records import Records, SessionRecord
+from ..store.records import Records, SessionRecord, audit_statement
 from . import events, masks
 from .flatten import flatten_layers
 
@@ -45,6 +47,10 @@ LIMITS = {
     "priority": (-10, 10),
 }
 MAX_PROMPT_CHARS = 2000
+#: What a fix request may hold; anything else is a 400 naming these.
+FIELDS = frozenset(
+    {*LIMITS, "prompt", "negative_prompt", "seed", "mask", "region", "engine", "model"}
+)
 
 
 def layer_id_for(job_id: str) -> str:
@@ -83,6 +89,8 @@ class Fixes:
     ) -> list[Job]:
         """Validate a fix request and queue one job per variant, atomically."""
         actor = actor.require(session_id, Action.EDIT)
+        check_fields(body, FIELDS)
+        self._check_engine(body)
         session, room, pin = await open_pin(self.records, self.rooms, session_id, pin_id)
         params, variants, priority = self._parse_params(body, pin)
         mask = await self._mask(body, pin, session.width, session.height)
@@ -117,8 +125,16 @@ class Fixes:
         # The mask goes to disk while the jobs are queued durably; then a worker may start
         # at once. Announcing them in the document need not hold it up: whichever of the
         # announcement and the worker's "running" lands first creates the job's entry.
+        # The audit row commits with the jobs: both or neither (429 past the session's cap).
+        audit = audit_statement(
+            session_id,
+            actor,
+            "fix.request",
+            pin_id,
+            {"jobs": [j.id for j in jobs], "mask": mask_blob, **params.to_json()},
+        )
         _, queued = await asyncio.gather(
-            self.blobs.put(mask_png), self.queue.enqueue(jobs, wake=False)
+            self.blobs.put(mask_png), self.queue.enqueue(jobs, wake=False, also=[audit])
         )
         self.queue.wakeup.set()
 
@@ -136,15 +152,46 @@ class Fixes:
                     {"job": job.id, "pin": pin_id, "by": actor.user_id},
                 )
             )
-        await self.records.audit(
-            session_id,
-            actor.user_id,
-            "fix.request",
-            pin_id,
-            {"jobs": [j.id for j in queued], "mask": mask_blob, **params.to_json()},
-        )
         await self.refresh_positions()
         return queued
+
+    def _check_engine(self, body: dict[str, Any]) -> None:
+        """A request may name the engine (and model) this server runs; anything else is a 400.
+
+        Never silently replaced: asking for another engine and getting this one would put
+        the wrong provenance on the layer and the wrong result before the approver.
+        """
+        running = self.engine.name
+        engine = body.get("engine")
+        if engine is not None:
+            if not isinstance(engine, str):
+                raise BadRequest(f"engine must be the name of an engine: {running}")
+            if engine not in ENGINES:
+                shown = engine if len(engine) <= 64 else engine[:64] + "..."
+                raise BadRequest(
+                    f"unknown engine {shown!r}; available on this server: {running}"
+                    f" (engines Proofroom knows: {', '.join(sorted(ENGINES))})"
+                )
+            if engine != running:
+                raise BadRequest(
+                    f"the {engine} engine is not available on this server, which runs the"
+                    f" {running} engine (one engine per server: start it with --engine {engine}"
+                    f"{' --model PATH_OR_ID' if engine == 'diffusion' else ''}); available:"
+                    f" {running}"
+                )
+        model = body.get("model")
+        if model is not None:
+            loaded = self._engine_info.get("model")
+            if not isinstance(model, str):
+                raise BadRequest("model must be text: the model this server's engine runs")
+            if loaded is None:
+                raise BadRequest(f"the {running} engine takes no model; leave model out")
+            if model != loaded:
+                shown = model if len(model) <= 200 else model[:200] + "..."
+                raise BadRequest(
+                    f"model {shown!r} is not loaded here: this server's {running} engine runs"
+                    f" {loaded} (one model per server: start it with --model)"
+                )
 
     def _parse_params(self, body: dict[str, Any], pin: Map[Any]) -> tuple[InpaintParams, int, int]:
         def number(name: str, default: float, kind: type = float) -> Any:
@@ -166,7 +213,7 @@ class Fixes:
         prompt = body.get("prompt")
         if prompt is None:
             prompt = draft_prompt(pin)
-        negative = body.get("negative_prompt") or ""
+        negative = "" if body.get("negative_prompt") is None else body["negative_prompt"]
         for name, text in (("prompt", prompt), ("negative_prompt", negative)):
             if not isinstance(text, str) or len(text) > MAX_PROMPT_CHARS:
                 raise BadRequest(f"{name} must be text of at most {MAX_PROMPT_CHARS} characters")
@@ -225,12 +272,13 @@ class Fixes:
         if job is None:
             raise NotFound("no such job")
         actor.require(job.session_id, Action.EDIT)
-        cancelled = await self.queue.cancel(job_id)
+        # The audit row commits with the cancellation, and only if it happens.
+        audit = audit_statement(job.session_id, actor, "job.cancel", job_id, {})
+        cancelled = await self.queue.cancel(job_id, also=[audit])
         if self.worker is not None:
             self.worker.cancel(job_id)
         if job.status is JobStatus.QUEUED:
             await self.stopped(cancelled)
-        await self.records.audit(job.session_id, actor.user_id, "job.cancel", job_id)
         return cancelled
 
     async def refresh_positions(self) -> None:

@@ -8,21 +8,21 @@ import secrets
 import time
 from typing import Any
 
-import anyio.to_thread
 import numpy as np
 from PIL import Image
 from pycrdt import Array, Map
 
 from ...shared import schema
 from ...shared.enums import LayerSource, LayerState
-from ...shared.errors import BadRequest, NotFound
+from ...shared.errors import BadRequest, Conflict, NotFound
 from ...shared.permissions import Action
 from ..identity import Identity
-from ..images import normalize_image
+from ..images import normalize_image_in_thread, run_image_job
 from ..rooms import Room, RoomManager
 from ..store.blobs import BlobStore
+from ..store.db import Statement
 from ..store.records import Records, audit_statement
-from . import events
+from . import events, locks
 from .fixes import _approved_chain, _decode_rgb, _last_approved_layer, _pin_links, open_pin
 from .flatten import flatten_layers
 from .masks import parse_box
@@ -59,7 +59,7 @@ class Versions:
         """Make a layer from an uploaded image: the whole picture, or a patch at ``box``."""
         actor = actor.require(session_id, Action.EDIT)
         session, room, _pin = await open_pin(self.records, self.rooms, session_id, pin_id)
-        normalized = normalize_image(image, max_pixels=self.max_pixels)
+        normalized = await normalize_image_in_thread(image, max_pixels=self.max_pixels)
         parent_id = _last_approved_layer(room)
         chain = _approved_chain(room, parent_id)
         patches = [(await self.blobs.get(lay["patch"]), lay["box"]) for lay in chain]
@@ -81,13 +81,15 @@ class Versions:
                 f"be {session.width}x{session.height} like the base, or send a box"
             )
 
+        locked = locks.current_locks(room)
+
         def build() -> tuple[bytes, tuple[int, ...]]:
             parent = flatten_layers(_decode_rgb(base), patches)
             with Image.open(io.BytesIO(normalized.png)) as img:
                 upload = np.asarray(img.convert("RGBA"))
-            return _patch_from_upload(parent, upload, box)
+            return _patch_from_upload(parent, upload, box, locked)
 
-        patch_png, patch_box = await anyio.to_thread.run_sync(build)
+        patch_png, patch_box = await run_image_job(build)
         patch_id = await self.blobs.put(patch_png)
         layer_id = f"l_up_{secrets.token_hex(6)}"
         layer = {
@@ -104,19 +106,18 @@ class Versions:
         }
 
         def write(room: Room) -> None:
+            locks.require_unchanged(room, locked)  # checked against these, off the room
             room.layers.append(Map({**layer, schema.Layer.DECISIONS: Map()}))
             _pin_links(room, pin_id, schema.Pin.LAYERS).append(layer_id)
 
-        await room.server_write(write)
-        await self.records.db.write(
-            audit_statement(
-                session_id,
-                actor.user_id,
-                "layer.upload",
-                layer_id,
-                {"pin": pin_id, "box": list(patch_box), "patch": patch_id},
-            )
+        audit = audit_statement(
+            session_id,
+            actor,
+            "layer.upload",
+            layer_id,
+            {"pin": pin_id, "box": list(patch_box), "patch": patch_id},
         )
+        await room.server_write(write, lambda _: [audit])
         self.bus.publish(
             events.Event(
                 events.LAYER_CREATED,
@@ -138,35 +139,43 @@ class Versions:
         session = await self.records.get_session(session_id)
         if session is None:
             raise NotFound("no such session")
-        locks = body.get("locks")
-        if not isinstance(locks, list) or len(locks) > MAX_LOCKS:
+        requested = body.get("locks")
+        if not isinstance(requested, list) or len(requested) > MAX_LOCKS:
             raise BadRequest(f"locks must be a list of at most {MAX_LOCKS} [x, y, w, h] boxes")
-        boxes = [list(parse_box(b, session.width, session.height, "a lock")) for b in locks]
+        boxes = [list(parse_box(b, session.width, session.height, "a lock")) for b in requested]
 
-        def write(room: Room) -> None:
+        def write(room: Room) -> list[str]:
             current = room.meta.get(schema.Meta.LOCKS)
             if isinstance(current, Array):
                 current.clear()
                 current.extend(boxes)
             else:
                 room.meta[schema.Meta.LOCKS] = Array(boxes)
+            return locks.approved_layers(room)
 
-        await self.rooms.server_write(session_id, write)
-        await self.records.db.write(
-            audit_statement(
-                session_id, actor.user_id, "session.locks", session_id, {"locks": boxes}
-            )
-        )
+        def audit(frozen: list[str]) -> list[Statement]:
+            # The layers approved now are the picture the locks freeze (see locks.py).
+            detail = {"locks": boxes, locks.FROZEN: frozen}
+            return [audit_statement(session_id, actor, "session.locks", session_id, detail)]
+
+        await self.rooms.server_write(session_id, write, audit)
         return boxes
 
 
 def _patch_from_upload(
-    parent: np.ndarray, upload: np.ndarray, box: tuple[int, ...] | None
+    parent: np.ndarray, upload: np.ndarray, box: tuple[int, ...] | None, locked: list[locks.Box]
 ) -> tuple[bytes, tuple[int, ...]]:
+    """The layer's patch: changed pixels only for a whole version, the box as sent otherwise.
+
+    Either way a locked pixel may not change (Conflict, naming the locks); a box's pixels
+    over a lock that equal the picture's are made transparent, so the layer does not cover
+    the lock and stays approvable.
+    """
     if box is None:
         changed = (upload[..., :3] != parent).any(axis=2) & (upload[..., 3] > 0)
         if not changed.any():
             raise BadRequest("the upload is identical to the current version")
+        _refuse_locked_changes(changed, (0, 0), locked)
         ys, xs = np.nonzero(changed)
         x0, y0, x1, y1 = int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
         patch = upload[y0:y1, x0:x1].copy()
@@ -174,6 +183,31 @@ def _patch_from_upload(
         box = (x0, y0, x1 - x0, y1 - y0)
     else:
         patch = upload
+        x, y, w, h = box
+        if locks.could_cover(box, locked):
+            under = parent[y : y + h, x : x + w]
+            visible = patch[..., 3] > 0
+            changed = (patch[..., :3] != under).any(axis=2) & visible
+            _refuse_locked_changes(changed, (x, y), locked)
+            inside = locks.lock_mask([(lx - x, ly - y, lw, lh) for lx, ly, lw, lh in locked], w, h)
+            patch = patch.copy()
+            patch[..., 3] = np.where(inside, 0, patch[..., 3])
     out = io.BytesIO()
     Image.fromarray(patch, mode="RGBA").save(out, format="PNG")
     return out.getvalue(), box
+
+
+def _refuse_locked_changes(
+    changed: np.ndarray, origin: tuple[int, int], locked: list[locks.Box]
+) -> None:
+    """Conflict if any changed pixel (``changed`` placed at ``origin``) lies in a lock."""
+    touched = locks.locks_covered(changed, origin, locked)
+    if not touched:
+        return
+    height, width = changed.shape
+    shifted = [(lx - origin[0], ly - origin[1], lw, lh) for lx, ly, lw, lh in touched]
+    count = int((changed & locks.lock_mask(shifted, width, height)).sum())
+    raise Conflict(
+        f"the upload changes {count} locked pixels, in {locks.describe(touched)}; keep those"
+        " regions as they are in the current version, or ask the owner to unlock them"
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from .db import Database, WriteCallback
+from .db import Database, Statement, WriteCallback
 
 
 class DocLog:
@@ -24,26 +24,39 @@ class DocLog:
         )
         return (bytes(snap["data"]) if snap else None), [bytes(r["data"]) for r in rows]
 
-    def append(self, session_id: str, updates: Sequence[bytes], done: WriteCallback) -> None:
-        """Queue updates for the log; ``done`` runs on the loop once they are committed."""
+    def append(
+        self,
+        session_id: str,
+        updates: Sequence[bytes],
+        done: WriteCallback,
+        statements: Sequence[Statement] = (),
+    ) -> None:
+        """Queue updates for the log; ``done`` runs on the loop once they are committed.
+
+        ``statements`` (an audit row, say) commit in the same operation: all or nothing.
+        """
         now = time.time()
         self.db.submit_callback(
             [
-                (
-                    "INSERT INTO doc_updates (session_id, data, created_at) VALUES (?,?,?)",
-                    (session_id, update, now),
-                )
-                for update in updates
+                *(
+                    (
+                        "INSERT INTO doc_updates (session_id, data, created_at) VALUES (?,?,?)",
+                        (session_id, update, now),
+                    )
+                    for update in updates
+                ),
+                *statements,
             ],
             done,
         )
 
-    def compact(self, session_id: str, snapshot: bytes, done: WriteCallback) -> None:
-        """Replace the snapshot and drop every update appended before this call.
+    def compact(self, session_id: str, snapshot: bytes, merged: int, done: WriteCallback) -> None:
+        """Replace the snapshot, and drop the ``merged`` oldest updates it now contains.
 
-        It is queued at once, so the single write path runs it after the appends queued
-        before it and before any later one; the caller guarantees ``snapshot`` contains
-        every update it appended before. ``done`` runs once it committed (or failed).
+        The caller merged the previous snapshot with exactly the session's ``merged`` oldest
+        logged updates (ids grow within a session, and only compaction deletes them), so
+        updates logged while it merged stay in the tail, after the new snapshot. Both
+        statements commit together or not at all. ``done`` runs once it committed (or failed).
         """
         self.db.submit_callback(
             [
@@ -53,7 +66,11 @@ class DocLog:
                     " updated_at = excluded.updated_at",
                     (session_id, snapshot, time.time()),
                 ),
-                ("DELETE FROM doc_updates WHERE session_id = ?", (session_id,)),
+                (
+                    "DELETE FROM doc_updates WHERE id IN (SELECT id FROM doc_updates"
+                    " WHERE session_id = ? ORDER BY id LIMIT ?)",
+                    (session_id, merged),
+                ),
             ],
             done,
         )
