@@ -129,7 +129,7 @@ async def test_compaction_keeps_the_document(tmp_path: Path) -> None:
             pins[f"p{i}"] = i
         await committed(log.append, "s", updates[:6])
         snapshot = doc.get_update()
-        compaction = committed(log.compact, "s", snapshot)
+        compaction = committed(log.compact, "s", snapshot, 6)
         await committed(log.append, "s", updates[6:])  # queued after the compaction
         await compaction
         snap, tail = await log.load("s")

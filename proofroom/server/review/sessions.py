@@ -14,9 +14,9 @@ from ...shared.enums import Role
 from ...shared.errors import BadRequest, NotFound
 from ..auth import hash_token, new_token
 from ..identity import Identity
-from ..images import normalize_image
+from ..images import normalize_image_in_thread
 from ..store.blobs import BlobStore
-from ..store.records import InviteRecord, Records, SessionRecord
+from ..store.records import InviteKind, InviteRecord, Records, SessionRecord
 
 MAX_NAME_CHARS = 80
 MAX_EXPIRES_IN = 366 * 24 * 3600
@@ -48,7 +48,7 @@ class Sessions:
         title = title.strip()
         if len(title) > self._max_title_chars:
             raise BadRequest(f"the title is longer than {self._max_title_chars} characters")
-        normalized = normalize_image(image, max_pixels=self._max_pixels)
+        normalized = await normalize_image_in_thread(image, max_pixels=self._max_pixels)
         base = await self._blobs.put(normalized.png)
         now = time.time()
         session = SessionRecord(
@@ -62,7 +62,7 @@ class Sessions:
             required_approvals=1,
         )
         links = {
-            role: self._make_invite(session.id, role, f"{role.value.title()} link", None, actor)
+            role: self._make_invite(session.id, role, link_name(role), None, actor, InviteKind.LINK)
             for role in Role
         }
         await self._records.create_session(
@@ -71,14 +71,27 @@ class Sessions:
         return session, links
 
     async def invite(
-        self, session_id: str, role: str, name: str, expires_in: Any, actor: Identity
+        self,
+        session_id: str,
+        role: str,
+        name: str,
+        expires_in: Any,
+        actor: Identity,
+        kind: Any = InviteKind.PERSONAL.value,
     ) -> NewInvite:
-        """A named invite for one role, optionally expiring after ``expires_in`` seconds."""
+        """A named invite (one person) or a role link for one role, optionally expiring
+        after ``expires_in`` seconds. A link's name is only a label and may be left out."""
         await self.require(session_id)
         try:
             parsed_role = Role(role)
         except ValueError:
             raise BadRequest(f"role must be one of {[r.value for r in Role]}") from None
+        try:
+            parsed_kind = InviteKind(kind)
+        except ValueError:
+            raise BadRequest(f"kind must be one of {[k.value for k in InviteKind]}") from None
+        if parsed_kind is InviteKind.LINK and name in (None, ""):
+            name = link_name(parsed_role)
         if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME_CHARS:
             raise BadRequest(f"name must be 1 to {MAX_NAME_CHARS} characters")
         expires_at = None
@@ -92,15 +105,17 @@ class Sessions:
                     f"expires_in must be more than 0 and at most {MAX_EXPIRES_IN} seconds"
                 )
             expires_at = time.time() + float(expires_in)
-        made = self._make_invite(session_id, parsed_role, name.strip(), expires_at, actor)
-        await self._records.add_invite(made.invite)
+        made = self._make_invite(
+            session_id, parsed_role, name.strip(), expires_at, actor, parsed_kind
+        )
+        await self._records.add_invite(made.invite, actor)
         return made
 
     async def revoke(self, session_id: str, invite_id: str, actor: Identity) -> InviteRecord:
         invite = await self._records.get_invite(session_id, invite_id)
         if invite is None:
             raise NotFound("no such invite in this session")
-        await self._records.revoke_invite(invite, actor.user_id)
+        await self._records.revoke_invite(invite, actor)
         return invite
 
     async def require(self, session_id: str) -> SessionRecord:
@@ -111,7 +126,12 @@ class Sessions:
 
     @staticmethod
     def _make_invite(
-        session_id: str, role: Role, name: str, expires_at: float | None, actor: Identity
+        session_id: str,
+        role: Role,
+        name: str,
+        expires_at: float | None,
+        actor: Identity,
+        kind: InviteKind,
     ) -> NewInvite:
         token = new_token()
         invite = InviteRecord(
@@ -124,8 +144,14 @@ class Sessions:
             created_by=actor.user_id,
             expires_at=expires_at,
             revoked_at=None,
+            kind=kind,
         )
         return NewInvite(invite, token)
+
+
+def link_name(role: Role) -> str:
+    """The label of a role link ("Commenter link")."""
+    return f"{role.value.title()} link"
 
 
 def initial_document(session: SessionRecord) -> bytes:

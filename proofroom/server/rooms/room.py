@@ -14,10 +14,12 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from pycrdt import Array, Doc, Map, TransactionEvent, get_state, merge_updates
+import anyio
+import anyio.to_thread
+from pycrdt import Array, Map, TransactionEvent, merge_updates
 
 from ...shared import codec, schema
 from ...shared.errors import DocumentTooLarge, RoomUnavailable
@@ -25,10 +27,12 @@ from ...shared.permissions import can_write_doc
 from ...shared.protocol import CloseCode, SyncStep
 from ..identity import Identity
 from ..metrics import Metrics
-from ..store.db import WriteResult
+from ..store.db import Statement, WriteResult
 from ..store.doclog import DocLog
-from .awareness import AwarenessTable
-from .guard import LISTENED_PIN_FIELDS, Guard
+from .awareness import AwarenessTable, PresenceLimits
+from .compaction import Compactor
+from .guard import LISTENED_PIN_FIELDS, Guard, Verdict, arrays_in, new_document
+from .limits import TokenBucket
 
 logger = logging.getLogger(__name__)
 
@@ -42,10 +46,23 @@ _EMPTY_UPDATE = b"\x00\x00"
 PinListener = Callable[["Room", dict[str, dict[str, Any] | None], bool], None]
 
 
+#: Refused changes a connection may send before it is closed as out of sync.
+MAX_REFUSALS = 32
+#: Refusals per second a connection may cause on average (each may rebuild the guard's
+#: replica, which costs the room about 20 ms per MB of document: scripts/bench_guard.py),
+#: and in a burst; past that it is closed as rate limited.
+REFUSALS_PER_SECOND = 1.0
+REFUSALS_BURST = 10
+
+
 class Peer(Protocol):
     """What a room needs of a connection."""
 
     identity: Identity
+    #: Changes of this connection the guard refused so far.
+    refusals: int
+    #: Spent once per refusal (:data:`REFUSALS_PER_SECOND`).
+    refusal_tokens: TokenBucket
 
     def send(self, message: bytes) -> None: ...
     def close_soon(self, code: int, reason: str) -> None: ...
@@ -54,7 +71,16 @@ class Peer(Protocol):
 class _Outgoing:
     """Something to send (or settle) once the log holds every change before it."""
 
-    __slots__ = ("after", "direct", "for_origin", "for_others", "origin", "received", "write")
+    __slots__ = (
+        "after",
+        "close",
+        "direct",
+        "for_origin",
+        "for_others",
+        "origin",
+        "received",
+        "write",
+    )
 
     def __init__(
         self,
@@ -66,6 +92,7 @@ class _Outgoing:
         direct: tuple[Peer, bytes] | None = None,
         received: float = 0.0,
         write: tuple[asyncio.Future[Any], Any, BaseException | None] | None = None,
+        close: tuple[Peer, int, str] | None = None,
     ) -> None:
         #: The number of log operations that must have committed first.
         self.after = after
@@ -75,18 +102,8 @@ class _Outgoing:
         self.direct = direct
         self.received = received
         self.write = write
-
-
-def new_document() -> tuple[Doc[Any], dict[str, Map[Any] | Array[Any]]]:
-    """A document with the schema's roots typed."""
-    doc: Doc[Any] = Doc()
-    roots: dict[str, Map[Any] | Array[Any]] = {
-        schema.META: doc.get(schema.META, type=Map),
-        schema.PINS: doc.get(schema.PINS, type=Map),
-        schema.LAYERS: doc.get(schema.LAYERS, type=Array),
-        schema.JOBS: doc.get(schema.JOBS, type=Map),
-    }
-    return doc, roots
+        #: A connection to close once what came before has been sent.
+        self.close = close
 
 
 class Room:
@@ -101,6 +118,9 @@ class Room:
         max_doc_bytes: int,
         compact_after_updates: int,
         pin_listener: PinListener | None = None,
+        presence: PresenceLimits | None = None,
+        native_events: bool = True,
+        compactor: Compactor | None = None,
     ) -> None:
         self.session_id = session_id
         self.doc, self.roots = new_document()
@@ -109,7 +129,7 @@ class Room:
         self.layers: Array[Any] = self.roots[schema.LAYERS]  # type: ignore[assignment]
         self.jobs: Map[Any] = self.roots[schema.JOBS]  # type: ignore[assignment]
         self.peers: set[Peer] = set()
-        self.awareness = AwarenessTable()
+        self.awareness = AwarenessTable(presence)
         self.last_active = time.monotonic()
         #: Set when the document could not be persisted; the room must be reloaded.
         self.failed = False
@@ -118,7 +138,14 @@ class Room:
         self._max_doc_bytes = max_doc_bytes
         self._compact_after = compact_after_updates
         self._captured: list[bytes] = []
-        self._tail_updates = 0
+        # What the log holds, as bytes, for compaction to merge off the loop: its snapshot,
+        # the updates handed to it since (oldest first), and how many of those committed.
+        self._snapshot: bytes | None = None
+        self._tail: list[bytes] = []
+        self._tail_committed = 0
+        self._compactor = compactor
+        #: After a failed merge, the tail length at which to try again (not at every commit).
+        self._compact_retry_at = 0
         self._doc_bytes = 0
         # Log operations handed to the database, and how many of them have committed;
         # the outbox holds what waits for them, in order.
@@ -130,7 +157,7 @@ class Room:
         self._drained = asyncio.Event()
         self._drained.set()
         self._subscription = self.doc.observe(self._on_update)
-        self._guard = Guard(self.doc, self.roots, self.meta)
+        self._guard = Guard(self.doc.get_update, native_events_enabled=native_events)
         self._pin_listener = pin_listener
         self._touched_pins: set[str] = set()
         self._guard.on_pins_touched = self._on_pins_touched
@@ -144,9 +171,12 @@ class Room:
             for update in ([snapshot] if snapshot else []) + tail:
                 self.doc.apply_update(update)
         self._captured.clear()
+        state = self.doc.get_update()
+        arrays = await anyio.to_thread.run_sync(arrays_in, state)
+        self._guard.load(state, arrays)
         self._touched_pins = {str(k) for k in self.pins.keys()}
         self._report_pins(initial=True)
-        self._tail_updates = len(tail)
+        self._snapshot, self._tail, self._tail_committed = snapshot, tail, len(tail)
         self._doc_bytes = len(snapshot or b"") + sum(len(u) for u in tail)
 
     def _on_update(self, event: TransactionEvent) -> None:
@@ -189,22 +219,37 @@ class Room:
         self.last_active = time.monotonic()
         self._handle_sync(conn, message, time.perf_counter())
 
-    async def server_write(self, fn: Callable[[Room], Any]) -> Any:
-        """Run ``fn(room)`` as a server transaction; return its result once durable and sent."""
+    async def server_write(
+        self,
+        fn: Callable[[Room], Any],
+        statements: Callable[[Any], Sequence[Statement]] | None = None,
+    ) -> Any:
+        """Run ``fn(room)`` as a server transaction; return its result once durable and sent.
+
+        ``statements(result)``, if given, is SQL (the audit row of the change) committed in
+        the same transaction as the document update: neither is stored without the other,
+        and if they fail the room fails as for any storage error (nobody sees the change).
+        """
         if self._stopped or self.failed:
             raise RoomUnavailable("the session's document was just unloaded; try again")
         received = time.perf_counter()
         self.last_active = time.monotonic()
         value: Any = None
         error: BaseException | None = None
+        extra: Sequence[Statement] = ()
         try:
             with self.doc.transaction(origin=SERVER_ORIGIN):
                 value = fn(self)
+            if statements is not None:
+                extra = statements(value)
         except Exception as exc:
             error = exc
         update = self._take_captured()
         if update is not None:
-            self._log([update])
+            self._guard.follow(update)
+        if update is not None or extra:
+            self._log([update] if update is not None else [], extra)
+        if update is not None:
             self._emit(
                 _Outgoing(self._submitted, for_others=codec.sync_update(update), received=received)
             )
@@ -221,6 +266,11 @@ class Room:
         await self._drained.wait()
 
     @property
+    def guard_native_events(self) -> bool:
+        """Whether this room's write guard takes pycrdt's native events (a fast path)."""
+        return self._guard.native_events
+
+    @property
     def idle(self) -> bool:
         return not self.peers and self._drained.is_set()
 
@@ -229,7 +279,12 @@ class Room:
     def _handle_sync(self, conn: Peer, msg: codec.SyncMessage, received: float) -> None:
         if msg.step is SyncStep.STEP1:
             if conn in self.peers:
-                reply = codec.sync_step2(self.doc.get_update(msg.payload))
+                try:
+                    codec.read_state_vector(msg.payload)
+                    reply = codec.sync_step2(self.doc.get_update(msg.payload))
+                except (codec.MalformedMessage, ValueError) as exc:
+                    conn.close_soon(CloseCode.BAD_MESSAGE, f"invalid state vector: {exc}"[:120])
+                    return
                 self._emit(_Outgoing(self._submitted, direct=(conn, reply)))
             return
         if msg.payload == _EMPTY_UPDATE:
@@ -237,7 +292,7 @@ class Room:
         if not can_write_doc(conn.identity.role):
             # A reconnecting viewer's step 2 carries its delete set even when it has
             # nothing new; only updates that would add something are refused out loud.
-            if msg.step is SyncStep.UPDATE or self._adds_content(msg.payload):
+            if msg.step is SyncStep.UPDATE or self._guard.adds_content(msg.payload):
                 denied = codec.permission_denied("read-only: viewers cannot edit")
                 self._emit(_Outgoing(self._submitted, direct=(conn, denied)))
             return
@@ -246,63 +301,71 @@ class Room:
             conn.close_soon(err.close_code, err.message)
             return
         try:
-            reasons = self._guard.apply(msg.payload, conn.identity)
-        except ValueError as exc:
-            self._guard.settle(revert=False)
-            self._captured.clear()
-            conn.close_soon(CloseCode.BAD_MESSAGE, f"invalid update: {exc}"[:120])
+            verdict = self._guard.check(msg.payload, conn.identity)
+        except codec.MalformedMessage as exc:
+            conn.close_soon(CloseCode.BAD_MESSAGE, f"invalid update: {exc.message}"[:120])
             return
+        if not verdict.accepted:
+            self._refuse(conn, msg, verdict)
+            return
+        with self.doc.transaction(origin=conn.identity.user_id):
+            self.doc.apply_update(msg.payload)
         accepted = self._take_captured()
-        self._guard.settle(revert=bool(reasons))
-        if not reasons:
-            if accepted is not None:
-                self._log([accepted])
-                self._emit(
-                    _Outgoing(
-                        self._submitted,
-                        origin=conn,
-                        for_others=codec.sync_update(accepted),
-                        received=received,
-                    )
+        if accepted is not None:
+            self._log([accepted])
+            self._emit(
+                _Outgoing(
+                    self._submitted,
+                    origin=conn,
+                    for_others=codec.sync_update(accepted),
+                    received=received,
                 )
-            return
-        # The guard reverted the update: the sender needs the revert, everyone else the
-        # update and its revert in one message, so they never see the forbidden state.
-        reverted_update = self._take_captured()
-        both = [u for u in (accepted, reverted_update) if u is not None]
-        if both:
-            self._log(both)
+            )
+
+    def _refuse(self, conn: Peer, msg: codec.SyncMessage, verdict: Verdict) -> None:
+        """Tell the writer why; close it if its copy cannot get back in sync by itself.
+
+        Nothing of a refused update reaches the live document, so there is nothing to
+        revert or to send anyone else. The writer's own copy still holds the change: the
+        project's clients drop their copy and sync again when told. A client that cannot
+        (a stock Yjs client cannot undo a deletion, and its sync step 2 repeats the change
+        at every reconnect), or that keeps building on what was refused, is closed with
+        OUT_OF_SYNC rather than left stalled (an update that builds on a refused change
+        can never be applied; answering it with refusals would loop).
+        """
+        conn.refusals += 1
+        self._metrics.denied.inc()
+        reason = "; ".join(verdict.reasons)[:500]
+        close: tuple[Peer, int, str] | None = None
+        if not conn.refusal_tokens.take():
+            close = (conn, CloseCode.RATE_LIMITED, "too many refused changes per second")
+        elif verdict.out_of_sync:
+            close = (conn, CloseCode.OUT_OF_SYNC, reason)
+        elif msg.step is SyncStep.STEP2:
+            close = (conn, CloseCode.OUT_OF_SYNC, f"your copy holds a refused change: {reason}")
+        elif conn.refusals > MAX_REFUSALS:
+            close = (conn, CloseCode.OUT_OF_SYNC, "too many refused changes; reload")
         self._emit(
             _Outgoing(
                 self._submitted,
-                origin=conn,
-                for_others=codec.sync_update(merge_updates(*both)) if both else None,
-                for_origin=codec.sync_update(reverted_update) if reverted_update else None,
-                direct=(conn, codec.permission_denied("; ".join(reasons)[:500])),
-                received=received,
+                direct=(conn, codec.permission_denied(reason)),
+                close=close,
             )
         )
-        self._metrics.denied.inc()
         logger.info(
-            "reverted an update by %s in %s: %s", conn.identity.user_id, self.session_id, reasons
+            "refused an update by %s in %s: %s", conn.identity.user_id, self.session_id, reason
         )
-
-    def _adds_content(self, update: bytes) -> bool:
-        try:
-            theirs = codec.decode_state_vector(get_state(update))
-        except (ValueError, codec.MalformedMessage):
-            return True
-        ours = codec.decode_state_vector(self.doc.get_state())
-        return any(clock > ours.get(client, 0) for client, clock in theirs.items())
 
     # -- the log and the outbox -------------------------------------------------------------
 
-    def _log(self, updates: list[bytes]) -> None:
-        """Hand updates to the durable log as the next operation of this room."""
+    def _log(self, updates: list[bytes], statements: Sequence[Statement] = ()) -> None:
+        """Hand updates (and SQL that commits with them) to the log as this room's next op."""
         self._next_operation()
         self._doc_bytes += sum(len(u) for u in updates)
-        self._tail_updates += len(updates)
-        self._doclog.append(self.session_id, updates, self._committed_callback(len(updates)))
+        self._tail.extend(updates)
+        self._doclog.append(
+            self.session_id, updates, self._committed_callback(len(updates)), statements
+        )
 
     def _next_operation(self) -> None:
         """Count one more log operation in flight; the room is not drained until it settles."""
@@ -315,6 +378,7 @@ class Room:
                 self._fail(outcome)
             else:
                 self._metrics.updates.inc(count)
+                self._tail_committed += count
             self._advance()
 
         return done
@@ -336,7 +400,7 @@ class Room:
                 # Caught up: the document holds nothing the log could still lose.
                 self._report_pins()
             self._maybe_compact()
-        if self._committed == self._submitted:
+        if self._committed == self._submitted and not self._compacting:
             self._drained.set()
 
     def _release(self, item: _Outgoing) -> None:
@@ -361,6 +425,9 @@ class Room:
             peer, message = item.direct
             if peer in self.peers:
                 peer.send(message)
+        if item.close is not None:
+            peer, code, reason = item.close
+            peer.close_soon(code, reason)
 
     def _fail(self, exc: BaseException) -> None:
         # The in-memory document is now ahead of the log. Drop it: the manager reloads the
@@ -382,23 +449,49 @@ class Room:
     # -- compaction -----------------------------------------------------------------------
 
     def _maybe_compact(self) -> None:
-        if self._tail_updates < self._compact_after or self._compacting:
+        if self._compacting or self._compactor is None:
             return
-        # Everything applied so far has been handed to the log (a change is applied and
-        # logged in one go), so the snapshot covers exactly the updates queued before it.
-        snapshot = self.doc.get_update()
+        count = self._tail_committed
+        if count < max(self._compact_after, self._compact_retry_at):
+            return
+        # The stored snapshot and the oldest ``count`` logged updates (all committed) are
+        # exactly what the log holds up to now; they merge off the loop while the room
+        # goes on, and only they are replaced: what is logged meanwhile stays in the tail.
+        parts = ([self._snapshot] if self._snapshot else []) + self._tail[:count]
         self._compacting = True
-        self._next_operation()
-        self._tail_updates = 0
-        self._doc_bytes = len(snapshot)
-        self._doclog.compact(self.session_id, snapshot, self._compacted)
+        self._drained.clear()  # the room unloads only once the merge has settled too
+        self._compactor.start(parts, lambda merged: self._merged(merged, count))
 
-    def _compacted(self, outcome: WriteResult | BaseException) -> None:
+    def _merged(self, merged: bytes | BaseException, count: int) -> None:
+        if isinstance(merged, BaseException) or self.failed:
+            if isinstance(merged, BaseException):
+                logger.error("merging the log of %s failed: %r", self.session_id, merged)
+                self._compact_retry_at = count + self._compact_after
+            self._compacting = False
+            if self._committed == self._submitted:
+                self._drained.set()
+            return
+        self._next_operation()
+        self._doclog.compact(
+            self.session_id,
+            merged,
+            count,
+            lambda outcome: self._compacted(outcome, merged, count),
+        )
+
+    def _compacted(self, outcome: WriteResult | BaseException, snapshot: bytes, count: int) -> None:
         self._compacting = False
         if isinstance(outcome, BaseException):
             logger.error(
                 "compaction of %s failed; the log stays as it was: %r", self.session_id, outcome
             )
+            self._compact_retry_at = count + self._compact_after
+        else:
+            self._compact_retry_at = 0
+            self._snapshot = snapshot
+            del self._tail[:count]
+            self._tail_committed -= count
+            self._doc_bytes = len(snapshot) + sum(len(u) for u in self._tail)
         self._advance()
 
     # -- reading --------------------------------------------------------------------------
