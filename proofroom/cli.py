@@ -113,9 +113,12 @@ def serve(args: argparse.Namespace) -> None:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    settings = Settings.from_env(
-        host=args.host, port=args.port, data=args.data, engine=args.engine, model=args.model
-    )
+    try:
+        settings = Settings.from_env(
+            host=args.host, port=args.port, data=args.data, engine=args.engine, model=args.model
+        )
+    except ValueError as exc:  # a bad setting (PROOFROOM_FAST_PATHS=of): a message at start
+        sys.exit(f"proofroom: {exc}")
     sock = bind_socket(settings.host, settings.port)
     port = sock.getsockname()[1]
     host = f"[{settings.host}]" if ":" in settings.host else settings.host

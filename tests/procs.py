@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 
-from .helpers import ADMIN_TOKEN
+from .helpers import ADMIN_TOKEN, FAST_PATHS_ENV
 
 READY = re.compile(r"^Proofroom is running at (http://127\.0\.0\.1:(\d+))/\?token=(\S+)$")
 
@@ -24,9 +24,12 @@ READY = re.compile(r"^Proofroom is running at (http://127\.0\.0\.1:(\d+))/\?toke
 def clean_env(extra: Mapping[str, str | None] | None = None) -> dict[str, str]:
     """This process's environment without any ``PROOFROOM_*`` variable, plus ``extra``.
 
-    A value of None in ``extra`` leaves that variable out.
+    ``PROOFROOM_FAST_PATHS`` is kept (scripts/test runs the sync tests with it off). A value
+    of None in ``extra`` leaves that variable out.
     """
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PROOFROOM_")}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("PROOFROOM_") or k == FAST_PATHS_ENV
+    }
     env["PYTHONUNBUFFERED"] = "1"
     for key, value in (extra or {}).items():
         if value is None:
@@ -55,8 +58,13 @@ class ServerProcess:
         admin_token: str | None = ADMIN_TOKEN,
         env: Mapping[str, str | None] | None = None,
         args: tuple[str, ...] = (),
+        command: tuple[str, ...] | None = None,
+        cwd: Path | None = None,
     ) -> None:
         self.data = data
+        #: What runs ``proofroom`` (default: this interpreter's ``-m proofroom``).
+        self._command = command or tuple(proofroom_cmd())
+        self._cwd = cwd
         self._env = clean_env({"PROOFROOM_ADMIN_TOKEN": admin_token, **(env or {})})
         self._args = args
         self.proc: subprocess.Popen[str] | None = None
@@ -91,7 +99,8 @@ class ServerProcess:
         """
         assert self.proc is None, "already started"
         self.proc = subprocess.Popen(
-            proofroom_cmd(
+            [
+                *self._command,
                 "serve",
                 "--host",
                 "127.0.0.1",
@@ -99,7 +108,8 @@ class ServerProcess:
                 "0",
                 *(["--data", str(self.data)] if self.data is not None else []),
                 *self._args,
-            ),
+            ],
+            cwd=self._cwd,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

@@ -17,6 +17,8 @@ from proofroom.server.engines import EngineError, InpaintParams, JobCancelled, l
 from proofroom.server.engines.diffusion import DiffusionEngine
 from proofroom.server.engines.latent_preview import SD_LATENT_RGB, latents_to_rgb, predicted_x0
 
+from . import requires
+
 SIDE = 256
 STEPS = 6
 
@@ -303,7 +305,7 @@ def test_bad_options_are_engine_errors(
     import torch
 
     if options.get("device") == "cuda" and torch.cuda.is_available():
-        pytest.skip("a GPU is here")
+        requires.not_applicable("a GPU is here, so CUDA is no error")
     with pytest.raises(EngineError, match=message):
         DiffusionEngine(str(tiny_pipeline_dir), **options)  # type: ignore[arg-type]
 
@@ -323,7 +325,8 @@ def test_a_dropped_engine_frees_its_model_without_the_garbage_collector(
 
 
 def test_the_job_path_composites_a_diffusion_fill(engine: DiffusionEngine) -> None:
-    compositing = pytest.importorskip("proofroom.server.engines.compositing")
+    from proofroom.server.engines import compositing
+
     rng = np.random.default_rng(3)
     parent = rng.integers(0, 256, (300, 400, 3), dtype=np.uint8)
     mask = np.zeros((300, 400), bool)

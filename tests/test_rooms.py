@@ -10,7 +10,7 @@ from pycrdt import Array, Doc, Map
 from proofroom.shared import codec
 from proofroom.shared.protocol import CloseCode
 
-from .helpers import PEOPLE, ReviewSession, RunningServer, run_server
+from .helpers import PEOPLE, ReviewSession, RunningServer, pin_map, run_server
 
 
 async def test_late_joiner_gets_full_state_at_once(
@@ -132,20 +132,6 @@ async def test_server_roots_are_reverted_for_everyone(
         }
 
 
-def _pin(author: str, **extra: object) -> Map:
-    fields = {
-        "x": 5,
-        "y": 5,
-        "author": author,
-        "text": "hello",
-        "status": "open",
-        "created_at": 1.0,
-        "thread": Array(),
-    }
-    fields.update(extra)
-    return Map(fields)
-
-
 @pytest.mark.parametrize(
     "case",
     [
@@ -167,19 +153,19 @@ async def test_invalid_new_pins_are_reverted(
         server.client(session.id, session.tokens["viewer"]) as b,
     ):
         if case == "spoofed_author":
-            a.pins["p"] = _pin(other)
+            a.pins["p"] = pin_map(other)
         elif case == "bad_status":
-            a.pins["p"] = _pin(me, status="banana")
+            a.pins["p"] = pin_map(me, status="banana")
         elif case == "server_field":
-            a.pins["p"] = _pin(me, layers=["l1"])
+            a.pins["p"] = pin_map(me, layers=["l1"])
         elif case == "outside_image":
-            a.pins["p"] = _pin(me, x=10_000)
+            a.pins["p"] = pin_map(me, x=10_000)
         elif case == "huge_text":
-            a.pins["p"] = _pin(me, text="x" * 20_000)
+            a.pins["p"] = pin_map(me, text="x" * 20_000)
         elif case == "missing_field":
             a.pins["p"] = Map({"x": 1, "y": 1, "author": me})
         else:
-            a.pins["p"] = _pin(
+            a.pins["p"] = pin_map(
                 me, thread=Array([Map({"id": "c", "author": other, "text": "t", "at": 1.0})])
             )
         await a.wait_for(lambda: a.denied and "p" not in a.pins)
@@ -229,7 +215,7 @@ async def test_viewer_updates_are_refused(server: RunningServer, session: Review
         server.client(session.id, session.tokens["viewer"]) as viewer,
         server.client(session.id, session.tokens["editor"]) as editor,
     ):
-        viewer.pins["v"] = _pin(session.users["viewer"])
+        viewer.pins["v"] = pin_map(session.users["viewer"])
         await viewer.wait_for(lambda: viewer.denied)
         assert "read-only" in viewer.denied[0]
         editor.add_pin("e", x=1, y=1, text="t", author=session.users["editor"])
@@ -296,7 +282,7 @@ async def test_update_flood_is_rate_limited(tmp_path: Path) -> None:
             server.client(session.id, session.tokens["viewer"]) as other,
         ):
             for i in range(500):
-                flood.pins[f"p{i}"] = _pin(me)
+                flood.pins[f"p{i}"] = pin_map(me)
                 if flood.closed is not None:
                     break
                 await flood.flush()

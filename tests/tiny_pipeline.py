@@ -12,6 +12,8 @@ from types import ModuleType
 
 import pytest
 
+from . import requires
+
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "make_tiny_pipeline.py"
 
 
@@ -27,8 +29,8 @@ def load_builder() -> ModuleType:
 @pytest.fixture(scope="session")
 def tiny_pipeline_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The folder of a saved tiny SD inpaint pipeline (256 px, ~8 MB), loadable offline."""
-    pytest.importorskip("torch", reason="the diffusion extra (torch) is not installed")
-    pytest.importorskip("diffusers", reason="the diffusion extra (diffusers) is not installed")
+    requires.require_module("torch", "the diffusion extra (torch) is not installed")
+    requires.require_module("diffusers", "the diffusion extra (diffusers) is not installed")
     import torch
 
     # A tiny model runs fastest on one thread, and extra threads spin against the server

@@ -14,7 +14,7 @@ from .services import Services, open_services
 from .settings import Settings
 from .web import api, events_api, pages, producer_api, review_api, ws
 from .web.errors import HANDLERS
-from .web.fanout import FanoutWebSocketProtocol
+from .web.fanout import websocket_protocol
 
 if TYPE_CHECKING:
     import uvicorn
@@ -53,9 +53,10 @@ def uvicorn_config(app: Starlette, settings: Settings) -> uvicorn.Config:
 
     return uvicorn.Config(
         app,
-        # uvicorn's websockets-sansio protocol, plus one synchronous send of a frame
-        # prepared once for all of a room's participants (see web/fanout.py).
-        ws=FanoutWebSocketProtocol,
+        # uvicorn's websockets-sansio protocol, with the fast paths on plus one synchronous
+        # send of a frame prepared once for all of a room's participants and direct
+        # receiving (see web/fanout.py); with them off, uvicorn's own.
+        ws=websocket_protocol(settings.fast_paths_on),
         ws_max_size=settings.max_frame_bytes,
         # Compression would cost ~64 KiB of zlib state per connection and CPU per frame;
         # CRDT updates are small and mostly binary.

@@ -28,6 +28,7 @@ from .review.sessions import Sessions
 from .review.versions import Versions
 from .review.webhooks import WebhookConfig, Webhooks
 from .rooms import RoomManager
+from .rooms.awareness import PresenceLimits
 from .rooms.connection import ConnectionLimits
 from .settings import Settings
 from .store import BlobStore, Database
@@ -104,6 +105,12 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             compact_after_updates=settings.compact_after_updates,
             idle_seconds=settings.room_idle_seconds,
             pin_listener=PinTracker(bus),
+            presence=PresenceLimits(
+                ids_per_connection=settings.max_presence_ids_per_connection,
+                state_bytes=settings.max_presence_state_bytes,
+                ids_per_room=settings.max_presence_ids_per_session,
+            ),
+            native_events=settings.fast_paths_on,
         ) as rooms:
             metrics.gauge("proofroom_rooms", "Rooms loaded in memory.", lambda: len(rooms.rooms))
             metrics.gauge(
@@ -116,7 +123,11 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
                 choose_engine, settings.engine, settings.model
             )
             logger.info("inpaint engine: %s (%s)", engine.name, reason)
-            queue = SqliteJobQueue(db, max_attempts=settings.job_max_attempts)
+            queue = SqliteJobQueue(
+                db,
+                max_attempts=settings.job_max_attempts,
+                max_queued_per_session=settings.max_queued_jobs_per_session,
+            )
             fixes = Fixes(records, blobs, rooms, queue, engine, bus)
             worker = None
             if settings.worker == "embedded":
@@ -156,7 +167,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
                     fixes=fixes,
                     worker=worker,
                     bus=bus,
-                    decisions=Decisions(records, rooms, queue, bus),
+                    decisions=Decisions(records, rooms, queue, bus, blobs),
                     versions=Versions(
                         records, blobs, rooms, bus, max_pixels=settings.max_image_pixels
                     ),

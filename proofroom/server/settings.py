@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 ENV_PREFIX = "PROOFROOM_"
+#: The values of :attr:`Settings.fast_paths`.
+FAST_PATHS = ("on", "off")
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,12 @@ class Settings:
     awareness_burst: int = 600
     max_doc_bytes: int = 32 * 1024 * 1024
     max_connections_per_session: int = 500
+    #: Presence client ids one connection may introduce (closed with 4430 beyond).
+    max_presence_ids_per_connection: int = 8
+    #: Bytes of one presence state (closed with 4431 beyond).
+    max_presence_state_bytes: int = 4096
+    #: Presence client ids in one session (a newcomer is closed with 4432 beyond).
+    max_presence_ids_per_session: int = 2000
     #: Bytes queued to one slow connection before it is dropped.
     max_send_queue_bytes: int = 16 * 1024 * 1024
 
@@ -53,6 +61,8 @@ class Settings:
     worker: str = "embedded"
     job_lease_seconds: float = 30.0
     job_max_attempts: int = 3
+    #: Jobs one session may have waiting or running at once; more are answered 429.
+    max_queued_jobs_per_session: int = 32
 
     # Rooms.
     room_idle_seconds: float = 30.0
@@ -77,6 +87,25 @@ class Settings:
     webhook_backoff_max_seconds: float = 300.0
     #: Deliveries in flight at once (one per endpoint at most).
     webhook_concurrency: int = 8
+
+    # Adapters.
+    #: ``on``: the fast paths built on private internals of uvicorn, asyncio and pycrdt
+    #: (each behind one adapter); ``off``: their plain public-API paths (slower, same
+    #: behaviour), for when an upgrade of one of those libraries breaks a fast path.
+    fast_paths: str = "on"
+
+    def __post_init__(self) -> None:
+        # A typo fails at start, not at the first connection that takes the path.
+        if self.fast_paths not in FAST_PATHS:
+            raise ValueError(
+                f"fast_paths (PROOFROOM_FAST_PATHS) must be one of {', '.join(FAST_PATHS)}, "
+                f"not {self.fast_paths!r}"
+            )
+
+    @property
+    def fast_paths_on(self) -> bool:
+        """Whether the adapters take their fast paths (see :attr:`fast_paths`)."""
+        return self.fast_paths == "on"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -106,4 +135,4 @@ def _parse(f: dataclasses.Field[Any], raw: str) -> Any:
     return raw
 
 
-__all__ = ["ENV_PREFIX", "Settings"]
+__all__ = ["ENV_PREFIX", "FAST_PATHS", "Settings"]

@@ -10,7 +10,9 @@ caller's own stack (a room's commit callback, another connection's read loop), w
 task switch, and through the server's prepared-frame send where it offers one (framed once
 for all of a room's participants). Only when the transport pushes back (its buffer is
 full) does a message wait in the connection's queue for its write loop, which also owns
-every message after it, so the order never changes.
+every message after it, so the order never changes. Both fast paths rest on private
+internals (web/fanout.py, rooms/eager.py); with ``PROOFROOM_FAST_PATHS=off`` neither is
+offered and every message goes through the write loop's awaited sends.
 """
 
 from __future__ import annotations
@@ -28,8 +30,10 @@ from ...shared import codec
 from ...shared.protocol import CloseCode, MessageType, SyncStep
 from ..identity import Identity
 from ..metrics import Metrics
+from .awareness import PresenceRefused
+from .eager import finish_send
 from .limits import TokenBucket
-from .room import Room
+from .room import REFUSALS_BURST, REFUSALS_PER_SECOND, Room
 
 logger = logging.getLogger(__name__)
 
@@ -64,8 +68,12 @@ class Connection:
         *,
         send_frame: Callable[[bytes], bool] | None = None,
         attach_receiver: Callable[[Callable[[bytes], None]], bool] | None = None,
+        eager: bool = True,
     ) -> None:
         self.identity = identity
+        #: Start sends on the caller's stack (rooms/eager.py); False: the write loop awaits
+        #: every send (the public-API path).
+        self._eager = eager
         #: The server's synchronous send of a prepared frame, where it offers one: it
         #: returns False when the ordinary (awaitable) send must be used instead.
         self._send_frame = send_frame
@@ -88,6 +96,19 @@ class Connection:
         self._inflight: tuple[Coroutine[Any, Any, None], Any] | None = None
         #: (code, reason) once the server decided to close this connection.
         self.close_request: tuple[int, str] | None = None
+        #: Changes of this connection the write guard refused so far, and their rate.
+        self.refusals = 0
+        self.refusal_tokens = TokenBucket(REFUSALS_PER_SECOND, REFUSALS_BURST)
+
+    @property
+    def fast_paths(self) -> frozenset[str]:
+        """The fast paths this connection takes: ``send_frame``, ``receive_direct``, ``eager``."""
+        taken = {
+            "send_frame": self._send_frame is not None,
+            "receive_direct": self._attach_receiver is not None,
+            "eager": self._eager,
+        }
+        return frozenset(name for name, on in taken.items() if on)
 
     # -- sending (called from the room and from other connections) --------------------------
 
@@ -95,12 +116,16 @@ class Connection:
         if self.close_request is not None or self._finished:
             return
         if not self._busy:
-            if self._send_frame is None or not self._send_frame(message):
+            if self._send_frame is not None and self._send_frame(message):
+                return
+            if self._eager:
                 self._send_now(message)
-            return
+                return
+            self._busy = True  # the write loop sends it, and owns what follows
+        else:
+            self._metrics.sends_waited.inc()
         self._queue.append(message)
         self._queued_bytes += len(message)
-        self._metrics.sends_waited.inc()
         if self._queued_bytes > self._limits.max_send_queue_bytes:
             self.close_soon(CloseCode.TOO_SLOW, "the connection cannot keep up")
         self._wake.set()
@@ -142,7 +167,7 @@ class Connection:
                 if self._inflight is not None:
                     coro, waiting_on = self._inflight
                     self._inflight = None
-                    await _finish(coro, waiting_on)
+                    await finish_send(coro, waiting_on)
                 while self._queue and not self._finished:
                     message = self._queue.popleft()
                     self._queued_bytes -= len(message)
@@ -194,6 +219,9 @@ class Connection:
         """Handle one binary message (ignored once the connection is closing)."""
         if self.close_request is not None or self._finished:
             return
+        if self.identity.expired():  # before the expiry timer (web/ws.py) has run
+            self.close_soon(CloseCode.UNAUTHORIZED, "this invite has expired")
+            return
         try:
             kind, content = codec.parse_frame(data)
         except codec.MalformedMessage as exc:
@@ -209,7 +237,11 @@ class Connection:
             if not self._awareness.take():
                 self.close_soon(CloseCode.RATE_LIMITED, "too many awareness updates")
                 return
-            relay = room.awareness.apply(self, self.identity, content)
+            try:
+                relay = room.awareness.apply(self, self.identity, content)
+            except PresenceRefused as exc:
+                self.close_soon(exc.code, exc.reason)
+                return
             if relay is not None:
                 self._metrics.awareness.inc()
                 # The sender gets it too: y-websocket clients drop a connection that
@@ -235,25 +267,3 @@ class Connection:
             for peer in self.room.peers:
                 if peer is not self:
                     peer.send(removal)
-
-
-async def _finish(coro: Coroutine[Any, Any, None], waiting_on: Any) -> None:
-    """Drive a coroutine that suspended on its first step to its end, as a task would."""
-    while True:
-        try:
-            if waiting_on is None:
-                await asyncio.sleep(0)  # a bare yield: it only gave way to others
-            else:
-                # The future it waits for; its outcome reaches it below. Like a task, take
-                # the future's "yielded by an await" mark first, or awaiting it again fails.
-                waiting_on._asyncio_future_blocking = False
-                await waiting_on
-        except asyncio.CancelledError:
-            coro.close()
-            raise
-        except Exception:  # the coroutine receives this same error below
-            pass
-        try:
-            waiting_on = coro.send(None)
-        except StopIteration:
-            return

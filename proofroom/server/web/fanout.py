@@ -1,15 +1,16 @@
-"""uvicorn's websocket protocol, plus two fast paths the rooms use: direct send and receive.
+"""Two fast paths the rooms use, direct send and receive, and the adapter that picks them.
 
 A room sends each change to every other participant: the same bytes, many times. Through
 ASGI every copy is its own ``await websocket.send_bytes()``, and each walks Starlette's
 state checks, the exception middleware's wrapper, uvicorn's send and the websockets
 library's framing before it reaches the socket; that walk cost more server CPU than the
 CRDT work itself (sync benchmark). Server-to-client frames are not masked, so one frame
-serves every recipient: this protocol offers the ASGI scope extension
-:data:`SEND_FRAME`, a plain function that frames a message once (a one-entry cache keyed
-by the message object) and writes it to the transport, and that declines (returns False)
-whenever the ordinary path must be taken instead: before the handshake, once closing, when
-the transport pushes back, or with a websocket extension (compression) negotiated.
+serves every recipient: the fanout protocol (``web/fanout_protocol.py``) offers the ASGI
+scope extension :data:`SEND_FRAME`, a plain function that frames a message once (a
+one-entry cache keyed by the message object) and writes it to the transport, and that
+declines (returns False) whenever the ordinary path must be taken instead: before the
+handshake, once closing, when the transport pushes back, or with a websocket extension
+(compression) negotiated.
 
 Receiving has the mirror-image cost: uvicorn queues each incoming message for the
 application's ``receive()``, pauses reading the socket until the application takes it,
@@ -20,17 +21,21 @@ complete binary messages go to it straight from ``data_received``, in order, and
 everything else (text, disconnects) still goes through ``receive()``; a message that has to
 queue detaches the receiver, so nothing overtakes it. A slow handler slows
 the socket's reads, so the back-pressure on a client is kept.
+
+Both extend uvicorn's private protocol internals, so this module is an adapter with a plain
+path beside it: :func:`websocket_protocol` picks the fanout protocol only when the fast paths are
+on (``PROOFROOM_FAST_PATHS``) and the installed uvicorn is one it was tested against;
+otherwise uvicorn runs its own ``websockets-sansio`` protocol, the scope carries neither
+extension, and the rooms fall back to ASGI ``send``/``receive``: slower, same behaviour.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 import struct
 from collections.abc import Callable
-from typing import Any
-
-from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
-from websockets.protocol import State
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +47,12 @@ SEND_FRAME = "proofroom.send_frame"
 RECEIVE_DIRECT = "proofroom.receive_direct"
 
 Receiver = Callable[[bytes], None]
+
+#: uvicorn's own protocol, the public-API path (the same sans-I/O protocol, unextended).
+PLAIN_PROTOCOL = "websockets-sansio"
+#: The uvicorn release series whose internals the fast paths were checked against
+#: (tests/test_receiving.py, test_backpressure.py, test_fast_paths.py).
+TESTED_UVICORN = ("0.54.",)
 
 _OP_BINARY_FIN = 0x82
 
@@ -67,59 +78,35 @@ def binary_frame(message: bytes) -> bytes:
     return frame
 
 
-class FanoutWebSocketProtocol(WebSocketsSansIOProtocol):
-    """uvicorn's sans-I/O websocket protocol with :data:`SEND_FRAME` and :data:`RECEIVE_DIRECT`."""
+def websocket_protocol(fast_paths: bool) -> type[asyncio.Protocol] | str:
+    """The ``ws`` protocol for uvicorn's config: the fanout one, or uvicorn's plain one."""
+    if not fast_paths:
+        return PLAIN_PROTOCOL
+    protocol, reason = fanout_protocol()
+    if protocol is None:
+        # An upgrade may cost speed, never correctness: say so once, at start.
+        logger.warning("websocket fast paths off: %s", reason)
+        return PLAIN_PROTOCOL
+    return protocol
 
-    _receiver: Receiver | None = None
 
-    def handle_connect(self, event: Any) -> None:
-        super().handle_connect(event)
-        scope = getattr(self, "scope", None)
-        if scope is not None:
-            scope["extensions"][SEND_FRAME] = self.send_frame
-            scope["extensions"][RECEIVE_DIRECT] = self.attach_receiver
+@functools.cache
+def fanout_protocol() -> tuple[type[asyncio.Protocol] | None, str]:
+    """:class:`FanoutWebSocketProtocol` where this uvicorn supports it, else (None, why)."""
+    import uvicorn
 
-    def _open(self) -> bool:
-        """Handshake done, and neither side has closed."""
-        return self.handshake_complete and not self.close_sent and not self.disconnected
+    version = getattr(uvicorn, "__version__", "?")
+    if not version.startswith(TESTED_UVICORN):
+        return None, f"uvicorn {version} is not a tested release ({', '.join(TESTED_UVICORN)}x)"
+    try:
+        from uvicorn.protocols.websockets.websockets_sansio_impl import (
+            WebSocketsSansIOProtocol,
+        )
 
-    def send_frame(self, message: bytes) -> bool:
-        """Write ``message`` as one binary frame now; False where the ASGI path must send."""
-        if (
-            not self._open()
-            or self.initial_response is not None
-            or not self.writable.is_set()
-            or self.conn.state is not State.OPEN
-            or self.conn.extensions
-            or self.transport.is_closing()
-        ):
-            return False
-        self.transport.write(binary_frame(message))
-        return True
-
-    def attach_receiver(self, receiver: Receiver) -> bool:
-        """Hand later binary messages to ``receiver``; False while any wait in the queue."""
-        if not self._open() or not self.queue.empty():
-            return False
-        self._receiver = receiver
-        if self.read_paused:  # nothing waits for the application any more
-            self.read_paused = False
-            self.transport.resume_reading()
-        return True
-
-    def send_receive_event_to_app(self) -> None:
-        receiver = self._receiver
-        if receiver is None or self.close_sent or self.curr_msg_data_type != "bytes":
-            # Whatever follows a queued message queues behind it, so the order holds.
-            self._receiver = None
-            super().send_receive_event_to_app()
-            return
-        frames, self.frames = self.frames, []
-        try:
-            receiver(frames[0] if len(frames) == 1 else b"".join(frames))
-        except Exception:
-            # The receiver handles its own errors; this one escaped it. Drop the connection
-            # (the application sees the disconnect) rather than fail inside the transport.
-            logger.exception("a websocket receiver failed; closing its connection")
-            self._receiver = None
-            self.transport.close()
+        from .fanout_protocol import FanoutWebSocketProtocol
+    except ImportError as exc:
+        return None, f"uvicorn's sans-I/O websocket protocol is missing ({exc})"
+    for name in ("handle_connect", "send_receive_event_to_app", "send"):
+        if not callable(getattr(WebSocketsSansIOProtocol, name, None)):
+            return None, f"uvicorn's websocket protocol has no {name}()"
+    return FanoutWebSocketProtocol, ""
