@@ -22,9 +22,9 @@ of structs, the client id and the first clock, then the structs; then the delete
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from .codec import MalformedMessage, Reader
+from .codec import MalformedMessage
 
 #: Deepest ``Any`` value accepted (objects and arrays inside one another).
 MAX_ANY_DEPTH = 32
@@ -82,196 +82,245 @@ class NestedWrite:
     key: str | None
 
 
-@dataclass(slots=True)
 class UpdateShape:
     """What an update contains, as far as its bytes alone tell."""
 
-    #: Per client: (first clock, end clock) of the structs it carries.
-    ranges: dict[int, tuple[int, int]] = field(default_factory=dict)
-    roots: list[RootWrite] = field(default_factory=list)
-    nested: list[NestedWrite] = field(default_factory=list)
-    #: Shared types it creates: id -> type reference.
-    types: dict[ID, int] = field(default_factory=dict)
-    #: Ids of existing items it refers to (left and right origins, parents by id).
-    refs: set[ID] = field(default_factory=set)
-    #: Deleted ranges: (client, clock, length).
-    deletes: list[tuple[int, int, int]] = field(default_factory=list)
-    #: Shared types other than maps and arrays, and sub-documents (by name).
-    unsupported: set[str] = field(default_factory=set)
+    __slots__ = ("deletes", "nested", "ranges", "refs", "roots", "types", "unsupported")
+
+    def __init__(self) -> None:
+        #: Per client: (first clock, end clock) of the structs it carries.
+        self.ranges: dict[int, tuple[int, int]] = {}
+        self.roots: list[RootWrite] = []
+        self.nested: list[NestedWrite] = []
+        #: Shared types it creates: id -> type reference.
+        self.types: dict[ID, int] = {}
+        #: Ids of existing items it refers to (left and right origins, parents by id).
+        self.refs: set[ID] = set()
+        #: Deleted ranges: (client, clock, length).
+        self.deletes: list[tuple[int, int, int]] = []
+        #: Shared types other than maps and arrays, and sub-documents (by name).
+        self.unsupported: set[str] = set()
+
+
+# The reader below is written for speed: every client update passes through it before the
+# guard looks at anything (a pin edit is ~40 bytes; method calls per byte cost more than
+# the CRDT's own apply). Each helper takes the bytes and a position and returns the value
+# read and the next position.
+
+
+def _uint(data: bytes, pos: int) -> tuple[int, int]:
+    """A var-uint at ``pos``."""
+    try:
+        byte = data[pos]
+        if byte < 0x80:
+            return byte, pos + 1
+        num, shift = byte & 0x7F, 7
+        while True:
+            pos += 1
+            byte = data[pos]
+            num |= (byte & 0x7F) << shift
+            if byte < 0x80:
+                return num, pos + 1
+            shift += 7
+            if shift > 63:
+                raise MalformedMessage("var-uint too long in update")
+    except IndexError:
+        raise MalformedMessage("truncated update") from None
+
+
+def _count(data: bytes, pos: int) -> tuple[int, int]:
+    """A var-uint count that the remaining bytes could possibly hold (one byte each)."""
+    count, pos = _uint(data, pos)
+    if count > len(data) - pos:
+        raise MalformedMessage("truncated update")
+    return count, pos
+
+
+def _bytes_end(data: bytes, pos: int) -> tuple[int, int]:
+    """A length-prefixed byte string at ``pos``: (its start, its end)."""
+    length, pos = _uint(data, pos)
+    end = pos + length
+    if end > len(data):
+        raise MalformedMessage("truncated update")
+    return pos, end
+
+
+def _string(data: bytes, pos: int) -> tuple[str, int]:
+    start, end = _bytes_end(data, pos)
+    try:
+        return data[start:end].decode("utf-8"), end
+    except UnicodeDecodeError:
+        raise MalformedMessage("invalid UTF-8 in update") from None
 
 
 def read_update(update: bytes) -> UpdateShape:
     """Read an update's shape; raise MalformedMessage if it is not a valid v1 update."""
-    reader = Reader(update)
+    data = bytes(update)
     shape = UpdateShape()
-    try:
-        for _ in range(_count(reader)):
-            structs = _count(reader)
-            client = reader.var_uint()
-            clock = start = reader.var_uint()
-            for _ in range(structs):
-                clock += _read_struct(reader, shape, client, clock)
-            if structs:
-                if client in shape.ranges:
-                    raise MalformedMessage("an update lists one client twice")
-                shape.ranges[client] = (start, clock)
-        for _ in range(_count(reader)):
-            client = reader.var_uint()
-            for _ in range(_count(reader)):
-                clock = reader.var_uint()
-                length = reader.var_uint()
-                if length:
-                    shape.deletes.append((client, clock, length))
-    except RecursionError:  # pragma: no cover - nesting is bounded before this
-        raise MalformedMessage("update nested too deeply") from None
-    if not reader.done():
+    clients, pos = _count(data, 0)
+    for _ in range(clients):
+        structs, pos = _count(data, pos)
+        client, pos = _uint(data, pos)
+        start, pos = _uint(data, pos)
+        clock = start
+        for _ in range(structs):
+            length, pos = _read_struct(data, pos, shape, client, clock)
+            clock += length
+        if structs:
+            if client in shape.ranges:
+                raise MalformedMessage("an update lists one client twice")
+            shape.ranges[client] = (start, clock)
+    clients, pos = _count(data, pos)
+    for _ in range(clients):
+        client, pos = _uint(data, pos)
+        ranges, pos = _count(data, pos)
+        for _ in range(ranges):
+            clock, pos = _uint(data, pos)
+            length, pos = _uint(data, pos)
+            if length:
+                shape.deletes.append((client, clock, length))
+    if pos != len(data):
         raise MalformedMessage("trailing bytes after the update")
     return shape
 
 
-def _count(reader: Reader) -> int:
-    """A var-uint count that the remaining bytes could possibly hold (one byte each)."""
-    count = reader.var_uint()
-    if count > len(reader.data) - reader.pos:
-        raise MalformedMessage("truncated update")
-    return count
-
-
-def _read_id(reader: Reader) -> ID:
-    return reader.var_uint(), reader.var_uint()
-
-
-def _read_struct(reader: Reader, shape: UpdateShape, client: int, clock: int) -> int:
-    """Read one struct at (client, clock); return its length in clock units."""
-    info = _byte(reader)
+def _read_struct(
+    data: bytes, pos: int, shape: UpdateShape, client: int, clock: int
+) -> tuple[int, int]:
+    """Read one struct at (client, clock); return its length in clock units, and ``pos``."""
+    try:
+        info = data[pos]
+    except IndexError:
+        raise MalformedMessage("truncated update") from None
+    pos += 1
     ref = info & _CONTENT_MASK
     if ref == _GC or ref == _SKIP:
-        return _positive(reader.var_uint())
-    origin = _read_id(reader) if info & _HAS_ORIGIN else None
-    right = _read_id(reader) if info & _HAS_RIGHT_ORIGIN else None
-    if origin is not None:
-        shape.refs.add(origin)
-    if right is not None:
-        shape.refs.add(right)
-    if origin is None and right is None:
+        length, pos = _uint(data, pos)
+        return _positive(length), pos
+    has_origin = info & _HAS_ORIGIN
+    has_right = info & _HAS_RIGHT_ORIGIN
+    if has_origin:
+        c, pos = _uint(data, pos)
+        k, pos = _uint(data, pos)
+        shape.refs.add((c, k))
+    if has_right:
+        c, pos = _uint(data, pos)
+        k, pos = _uint(data, pos)
+        shape.refs.add((c, k))
+    if not has_origin and not has_right:
         # Placed by its parent: a root by name, or a shared type by id.
-        is_root = reader.var_uint()
+        is_root, pos = _uint(data, pos)
+        root: str | None = None
+        parent: ID | None = None
         if is_root == 1:
-            root: str | None = reader.var_string()
-            parent: ID | None = None
+            root, pos = _string(data, pos)
         elif is_root == 0:
-            root, parent = None, _read_id(reader)
+            c, pos = _uint(data, pos)
+            k, pos = _uint(data, pos)
+            parent = (c, k)
             shape.refs.add(parent)
         else:
             raise MalformedMessage("invalid parent in update")
-        key = reader.var_string() if info & _HAS_PARENT_SUB else None
+        key: str | None = None
+        if info & _HAS_PARENT_SUB:
+            key, pos = _string(data, pos)
         if root is not None:
             shape.roots.append(RootWrite(root, key))
         elif parent is not None:
             shape.nested.append(NestedWrite(parent, key))
-    return _read_content(reader, shape, ref, (client, clock))
+    return _read_content(data, pos, shape, ref, (client, clock))
 
 
-def _read_content(reader: Reader, shape: UpdateShape, ref: int, item_id: ID) -> int:
-    if ref == _DELETED:
-        return _positive(reader.var_uint())
-    if ref == _JSON:
-        count = _positive(_count(reader))
+def _read_content(
+    data: bytes, pos: int, shape: UpdateShape, ref: int, item_id: ID
+) -> tuple[int, int]:
+    if ref == _ANY:
+        count, pos = _count(data, pos)
         for _ in range(count):
-            reader.var_string()
-        return count
-    if ref == _BINARY:
-        reader.var_bytes()
-        return 1
+            pos = _skip_any(data, pos)
+        return _positive(count), pos
     if ref == _STRING:
-        text = reader.var_string()
+        text, pos = _string(data, pos)
         # Clocks count UTF-16 code units, as in Yjs.
-        units = len(text.encode("utf-16-le")) // 2
-        return _positive(units)
-    if ref == _EMBED:
-        reader.var_string()
-        return 1
-    if ref == _FORMAT:
-        reader.var_string()
-        reader.var_string()
-        return 1
+        return _positive(len(text.encode("utf-16-le")) // 2), pos
+    if ref == _DELETED:
+        length, pos = _uint(data, pos)
+        return _positive(length), pos
     if ref == _TYPE:
-        type_ref = reader.var_uint()
+        type_ref, pos = _uint(data, pos)
         if type_ref in (3, 5):  # xml element / hook carry a node name
-            reader.var_string()
+            _, pos = _bytes_end(data, pos)
         if type_ref not in (TYPE_ARRAY, TYPE_MAP):
             if type_ref not in TYPE_NAMES:
                 raise MalformedMessage(f"unknown shared type {type_ref} in update")
-            shape.unsupported.add(TYPE_NAMES[type_ref])
             if type_ref == 7:
                 # A weak link's encoding is not read here; nothing after it can be trusted.
                 raise MalformedMessage("weak links are not supported")
+            shape.unsupported.add(TYPE_NAMES[type_ref])
         shape.types[item_id] = type_ref
-        return 1
-    if ref == _ANY:
-        count = _positive(_count(reader))
+        return 1, pos
+    if ref == _JSON:
+        count, pos = _count(data, pos)
         for _ in range(count):
-            _skip_any(reader)
-        return count
+            _, pos = _bytes_end(data, pos)
+        return _positive(count), pos
+    if ref in (_BINARY, _EMBED):
+        _, pos = _bytes_end(data, pos)
+        return 1, pos
+    if ref == _FORMAT:
+        _, pos = _bytes_end(data, pos)
+        _, pos = _bytes_end(data, pos)
+        return 1, pos
     if ref == _DOC:
-        reader.var_string()
-        _skip_any(reader)
+        _, pos = _bytes_end(data, pos)
+        pos = _skip_any(data, pos)
         shape.unsupported.add("sub-document")
-        return 1
+        return 1, pos
     raise MalformedMessage(f"unknown content type {ref} in update")
 
 
-def _skip_any(reader: Reader) -> None:
+def _skip_any(data: bytes, pos: int) -> int:
     """Skip one lib0 ``Any`` value, iteratively, refusing nesting beyond MAX_ANY_DEPTH."""
-    # Each stack entry: values still to read at that level (objects read a key first).
-    stack: list[list[int]] = [[1, 0]]  # [remaining, is_object]
-    while stack:
-        top = stack[-1]
-        if top[0] == 0:
-            stack.pop()
+    # Values still to read at each open level, and whether that level is an object.
+    remaining = [1]
+    is_object = [False]
+    end = len(data)
+    while remaining:
+        if remaining[-1] == 0:
+            remaining.pop()
+            is_object.pop()
             continue
-        top[0] -= 1
-        if top[1]:
-            reader.var_string()  # the key
-        tag = _byte(reader)
+        remaining[-1] -= 1
+        if is_object[-1]:
+            _, pos = _bytes_end(data, pos)  # the key
+        if pos >= end:
+            raise MalformedMessage("truncated update")
+        tag = data[pos]
+        pos += 1
         if tag in (127, 126, 121, 120):  # undefined, null, false, true
             continue
-        if tag == 125:
-            _skip_var_int(reader)
-        elif tag == 124:
-            _skip_bytes(reader, 4)
-        elif tag in (123, 122):
-            _skip_bytes(reader, 8)
-        elif tag == 119:
-            reader.var_string()
-        elif tag == 116:
-            reader.var_bytes()
-        elif tag in (118, 117):
-            if len(stack) >= MAX_ANY_DEPTH:
+        if tag == 119 or tag == 116:  # string, bytes
+            _, pos = _bytes_end(data, pos)
+        elif tag == 125:  # var-int: a first byte with a sign bit, then var-uint bytes
+            if pos >= end:
+                raise MalformedMessage("truncated update")
+            first = data[pos]
+            pos += 1
+            if first & 0x80:
+                _, pos = _uint(data, pos)
+        elif tag == 124 or tag == 123 or tag == 122:  # float32, float64, bigint
+            pos += 4 if tag == 124 else 8
+            if pos > end:
+                raise MalformedMessage("truncated update")
+        elif tag == 118 or tag == 117:  # object, array
+            if len(remaining) >= MAX_ANY_DEPTH:
                 raise MalformedMessage(f"values nested deeper than {MAX_ANY_DEPTH} levels")
-            stack.append([_count(reader), 1 if tag == 118 else 0])
+            count, pos = _count(data, pos)
+            remaining.append(count)
+            is_object.append(tag == 118)
         else:
             raise MalformedMessage(f"unknown value tag {tag} in update")
-
-
-def _skip_var_int(reader: Reader) -> None:
-    first = _byte(reader)
-    if first & 0x80:
-        reader.var_uint()
-
-
-def _skip_bytes(reader: Reader, count: int) -> None:
-    if reader.pos + count > len(reader.data):
-        raise MalformedMessage("truncated update")
-    reader.pos += count
-
-
-def _byte(reader: Reader) -> int:
-    if reader.pos >= len(reader.data):
-        raise MalformedMessage("truncated update")
-    value = reader.data[reader.pos]
-    reader.pos += 1
-    return value
+    return pos
 
 
 def _positive(length: int) -> int:
