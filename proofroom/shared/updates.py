@@ -108,12 +108,41 @@ class UpdateShape:
 # read and the next position.
 
 
+#: Bytes at or above 0x80 (a var-uint's continuation bytes) -> 1, the others -> 0.
+_CONTINUES = bytes(1 if value >= 0x80 else 0 for value in range(256))
+#: Var-uints of 5 bytes or more read so far (client ids: 53-bit numbers that every update
+#: repeats), by their bytes. Bounded; a plain dict is safe to share between threads.
+_LONG_UINTS: dict[bytes, int] = {}
+_LONG_UINTS_MAX = 1 << 16
+
+
 def _uint(data: bytes, pos: int) -> tuple[int, int]:
     """A var-uint at ``pos``."""
     try:
         byte = data[pos]
-        if byte < 0x80:
-            return byte, pos + 1
+    except IndexError:
+        raise MalformedMessage("truncated update") from None
+    if byte < 0x80:
+        return byte, pos + 1
+    window = data[pos : pos + 10]
+    last = window.translate(_CONTINUES).find(0)
+    if last < 0:
+        return _long_uint(data, pos)
+    if last < 4:  # clocks and lengths: not worth remembering
+        return _long_uint(data, pos)
+    key = window[: last + 1]
+    num = _LONG_UINTS.get(key)
+    if num is None:
+        num, _ = _long_uint(data, pos)
+        if len(_LONG_UINTS) < _LONG_UINTS_MAX:
+            _LONG_UINTS[key] = num
+    return num, pos + last + 1
+
+
+def _long_uint(data: bytes, pos: int) -> tuple[int, int]:
+    """A var-uint of more than one byte at ``pos``, read byte by byte."""
+    try:
+        byte = data[pos]
         num, shift = byte & 0x7F, 7
         while True:
             pos += 1

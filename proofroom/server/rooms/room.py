@@ -308,8 +308,7 @@ class Room:
         if not verdict.accepted:
             self._refuse(conn, msg, verdict)
             return
-        with self.doc.transaction(origin=conn.identity.user_id):
-            self.doc.apply_update(msg.payload)
+        self.doc.apply_update(msg.payload)
         accepted = self._take_captured()
         if accepted is not None:
             self._log([accepted])
