@@ -5,10 +5,10 @@ For documents of several sizes (pins with replies, as a review builds them), it 
 
 - ``plain``: ``Doc.apply_update`` of a pin-text edit on the live document alone (what a
   server without a guard does);
-- ``accepted``: the guard's whole path for the same edit (read the update's shape, apply it
-  to the replica under the observers, then apply it to the live document);
-- ``refused``: an edit of someone else's pin, refused after the replica took it, with the
-  replica rebuilt from the live document (what an attacker's refused write costs the room);
+- ``accepted``: the guard's whole path for the same edit (read the update's shape, then
+  apply it to the room's document under the guard's observers);
+- ``refused``: an edit of someone else's pin, refused after the document took it, with the
+  document rebuilt from the log's bytes (what an attacker's refused write costs the room);
 - ``refused_early``: a write to an unknown root, refused from the update's bytes alone.
 
 Medians over many repetitions, in microseconds; ``accepted / plain`` is the ratio that the
@@ -24,7 +24,7 @@ import statistics
 import time
 from typing import Any
 
-from pycrdt import Array, Doc, Map
+from pycrdt import Array, Doc, Map, merge_updates
 
 from proofroom.server.identity import Identity
 from proofroom.server.rooms.guard import Guard, new_document
@@ -93,17 +93,18 @@ def measure(pins: int, repeat: int) -> dict[str, Any]:
         plain_doc.apply_update(update)
         plain.append(time.perf_counter() - start)
 
-    guarded_live: Doc[Any] = Doc()
-    guarded_live.apply_update(state)
-    guard = Guard(guarded_live.get_update)
+    # The guard owns the room's document; after a refusal it rebuilds it from the log's
+    # bytes (snapshot and tail), as a room does.
+    log = [state]
+    guard = Guard(lambda: merge_updates(*log) if len(log) > 1 else log[0])
     guard.load(state)
     accepted: list[float] = []
     for update in mine:
         start = time.perf_counter()
         verdict = guard.check(update, WRITER)
-        guarded_live.apply_update(update)
         accepted.append(time.perf_counter() - start)
         assert verdict.accepted, verdict
+        log.append(update)
 
     refused: list[float] = []
     for _ in range(max(5, min(repeat, 2_000_000 // max(1, len(state))))):

@@ -1,24 +1,27 @@
-"""The write guard (DESIGN.md section 4): a client's update is judged before it is applied.
+"""The write guard (DESIGN.md section 4): a client's update is judged before anyone sees it.
 
-pycrdt has no rollback, and applying a forbidden update to the live document and then
-reverting it leaks by construction: its content reaches everyone in the broadcast, stays in
-the log and in every newcomer's sync, counts toward the document's size, and a "restored"
-deletion is a new object that loses concurrent edits. So the guard keeps a private replica
-of the room's document and decides there:
+pycrdt has no rollback, and reverting a forbidden update with a compensating change leaks
+by construction: its content reaches everyone in the broadcast, stays in the log and in
+every newcomer's sync, counts toward the document's size, and a "restored" deletion is a
+new object that loses concurrent edits. So a refused update is never broadcast, logged or
+counted, and the document it touched is thrown away:
 
 1. The update's bytes are read first (:mod:`proofroom.shared.updates`): unknown roots, a
    root written as the wrong type, server roots, shared types other than maps and arrays,
-   values nested too deeply, and anything that depends on content the server does not hold
-   (a gap in a client's clock, a change the server refused) are refused without touching
-   the replica.
-2. The update is applied to the replica, whose deep observers check every change against
-   the writer's role and identity (who wrote the pin, which fields, which transitions).
-3. Only an accepted update is applied to the live document, logged and broadcast. A refused
-   one leaves the live document untouched; the replica is rebuilt from it.
+   values nested too deeply, arrays written as maps, and anything that depends on content
+   the server does not hold (a gap in a client's clock, a change the server refused) are
+   refused without touching the document.
+2. The update is applied to the room's document, whose deep observers check every change
+   against the writer's role and identity (who wrote the pin, which fields, transitions).
+3. An accepted update is then logged and broadcast as it stands. After a refusal the guard
+   rebuilds the document from the bytes of every accepted change (the room's snapshot and
+   log tail) and the room binds to the new one (:attr:`Guard.on_reset`). Nothing else runs
+   in between: no one ever reads the refused state.
 
-Accepting costs one more apply of the update (on a document of the same size); refusing
-after step 2 costs a rebuild of the replica, which the per-connection refusal limit bounds
-(BENCHMARKS.md has both figures).
+Accepting costs reading the update's bytes (a few microseconds, scripts/bench_guard.py);
+refusing in step 2 costs a rebuild (about 20 ms per MB of document), which the refusal
+limits per connection bound. A first version kept a separate replica and applied every
+accepted update twice; the sync benchmark's p99 paid for the second apply.
 
 The observers take pycrdt's native events where :mod:`.native_events` can: most traffic is
 a writer editing fields of a pin, checked straight from the native event's path and keys
@@ -81,11 +84,16 @@ ACCEPTED = Verdict()
 
 
 class Guard(PinRules):
-    """Judges client updates against a private replica of one room's document."""
+    """Owns one room's document and judges every client update to it."""
 
-    def __init__(self, live: Callable[[], bytes], *, native_events_enabled: bool = True) -> None:
-        #: Reads the live document's whole state (to rebuild the replica after a refusal).
-        self._live = live
+    def __init__(
+        self, accepted: Callable[[], bytes], *, native_events_enabled: bool = True
+    ) -> None:
+        #: Reads the whole state of every change accepted so far (the log's bytes), to
+        #: rebuild the document from after a refusal.
+        self._accepted = accepted
+        #: Called once :attr:`doc` has been replaced, after a refusal.
+        self.on_reset: Callable[[], None] | None = None
         self._native = native_events_enabled and native_events.AVAILABLE
         self._actor: Identity | None = None
         self._violations: list[str] = []
@@ -107,7 +115,7 @@ class Guard(PinRules):
         """Whether the observers take pycrdt's native events (the fast path)."""
         return self._native
 
-    # -- the replica ----------------------------------------------------------------------
+    # -- the document ----------------------------------------------------------------------
 
     def load(self, state: bytes, arrays: set[ID] | None = None) -> None:
         """Start from the room's whole document (after the room loaded it).
@@ -124,7 +132,7 @@ class Guard(PinRules):
                 self._authors[pin_id] = pin.get(Pin.AUTHOR) if isinstance(pin, Map) else NO_AUTHOR
 
     def _reset(self, state: bytes) -> None:
-        """A replica holding ``state``, observed from then on (nothing fires for ``state``).
+        """A document holding ``state``, observed from then on (nothing fires for ``state``).
 
         The observers subscribe after the state is in: converting the events of a whole
         document cost more than the rest of a rebuild (scripts/bench_guard.py).
@@ -133,7 +141,7 @@ class Guard(PinRules):
         self._meta: Map[Any] = self._roots[schema.META]  # type: ignore[assignment]
         if state:
             self._doc.apply_update(state)
-        #: The replica's state vector: client id -> next clock.
+        #: The document's state vector: client id -> next clock.
         self._clocks: dict[int, int] = codec.decode_state_vector(self._doc.get_state())
         if not state:
             self._arrays = set()
@@ -145,11 +153,18 @@ class Guard(PinRules):
             return native_events.observe_deep_native(root, observer)
         return root.observe_deep(observer)
 
-    def follow(self, update: bytes) -> None:
-        """Apply a change the live document took without the guard (a server write)."""
-        shape = read_update(update)
-        self._doc.apply_update(update)
-        self._absorb(shape)
+    @property
+    def doc(self) -> Doc[Any]:
+        """The room's live document (a new object after each refusal that touched it)."""
+        return self._doc
+
+    @property
+    def roots(self) -> dict[str, Map[Any] | Array[Any]]:
+        return self._roots
+
+    def absorb(self, update: bytes) -> None:
+        """Take note of a change the server made to :attr:`doc` itself (a server write)."""
+        self._absorb(read_update(update))
         self._flush_touched()
 
     def _absorb(self, shape: UpdateShape) -> None:
@@ -178,7 +193,7 @@ class Guard(PinRules):
     # -- judging --------------------------------------------------------------------------
 
     def check(self, update: bytes, actor: Identity) -> Verdict:
-        """Judge a writer's update; an accepted one is now in the replica, not yet live.
+        """Judge a writer's update and apply it to :attr:`doc` if it is accepted.
 
         Raises MalformedMessage for bytes that are not an update (nothing is applied then).
         """
@@ -192,7 +207,7 @@ class Guard(PinRules):
         self._journal = []
         try:
             self._doc.apply_update(update)
-        except Exception as exc:  # the replica refused it: so would the live document
+        except Exception as exc:  # pycrdt refused it
             logger.warning("an update passed the shape check but not pycrdt: %r", exc)
             self._violations.append("the update could not be applied")
         finally:
@@ -204,10 +219,12 @@ class Guard(PinRules):
                     self._authors.pop(pin_id, None)
                 else:
                     self._authors[pin_id] = author
-            # The replica holds the refused change now: start again from the live document.
+            # The document holds the refused change now: start again from what was accepted.
             clocks = self._clocks
-            self._reset(self._live())
+            self._reset(self._accepted())
             self._clocks = clocks
+            if self.on_reset is not None:
+                self.on_reset()
             return Verdict(tuple(dict.fromkeys(self._violations)))
         self._absorb(shape)
         self._flush_touched()

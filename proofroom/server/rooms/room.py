@@ -123,11 +123,12 @@ class Room:
         compactor: Compactor | None = None,
     ) -> None:
         self.session_id = session_id
-        self.doc, self.roots = new_document()
-        self.meta: Map[Any] = self.roots[schema.META]  # type: ignore[assignment]
-        self.pins: Map[Any] = self.roots[schema.PINS]  # type: ignore[assignment]
-        self.layers: Array[Any] = self.roots[schema.LAYERS]  # type: ignore[assignment]
-        self.jobs: Map[Any] = self.roots[schema.JOBS]  # type: ignore[assignment]
+        self._captured: list[bytes] = []
+        #: Owns the document: a refused change replaces it (see guard.py), and the room
+        #: binds to the new one.
+        self._guard = Guard(self._accepted_state, native_events_enabled=native_events)
+        self._guard.on_reset = self._bind
+        self._bind()
         self.peers: set[Peer] = set()
         self.awareness = AwarenessTable(presence)
         self.last_active = time.monotonic()
@@ -137,7 +138,6 @@ class Room:
         self._metrics = metrics
         self._max_doc_bytes = max_doc_bytes
         self._compact_after = compact_after_updates
-        self._captured: list[bytes] = []
         # What the log holds, as bytes, for compaction to merge off the loop: its snapshot,
         # the updates handed to it since (oldest first), and how many of those committed.
         self._snapshot: bytes | None = None
@@ -156,8 +156,6 @@ class Room:
         self._stopped = False
         self._drained = asyncio.Event()
         self._drained.set()
-        self._subscription = self.doc.observe(self._on_update)
-        self._guard = Guard(self.doc.get_update, native_events_enabled=native_events)
         self._pin_listener = pin_listener
         self._touched_pins: set[str] = set()
         self._guard.on_pins_touched = self._on_pins_touched
@@ -167,17 +165,36 @@ class Room:
     async def load(self) -> None:
         """Rebuild the document from its snapshot and the updates logged after it."""
         snapshot, tail = await self._doclog.load(self.session_id)
-        with self.doc.transaction(origin=SERVER_ORIGIN):
+        loaded, _ = new_document()
+        with loaded.transaction(origin=SERVER_ORIGIN):
             for update in ([snapshot] if snapshot else []) + tail:
-                self.doc.apply_update(update)
-        self._captured.clear()
-        state = self.doc.get_update()
+                loaded.apply_update(update)
+        state = loaded.get_update()
         arrays = await anyio.to_thread.run_sync(arrays_in, state)
         self._guard.load(state, arrays)
+        self._bind()
         self._touched_pins = {str(k) for k in self.pins.keys()}
         self._report_pins(initial=True)
         self._snapshot, self._tail, self._tail_committed = snapshot, tail, len(tail)
         self._doc_bytes = len(snapshot or b"") + sum(len(u) for u in tail)
+
+    def _bind(self) -> None:
+        """Point at the guard's document (a new one after load and after each refusal)."""
+        self.doc = self._guard.doc
+        self.roots = self._guard.roots
+        self.meta: Map[Any] = self.roots[schema.META]  # type: ignore[assignment]
+        self.pins: Map[Any] = self.roots[schema.PINS]  # type: ignore[assignment]
+        self.layers: Array[Any] = self.roots[schema.LAYERS]  # type: ignore[assignment]
+        self.jobs: Map[Any] = self.roots[schema.JOBS]  # type: ignore[assignment]
+        self._subscription = self.doc.observe(self._on_update)
+        self._captured.clear()
+
+    def _accepted_state(self) -> bytes:
+        """Every change accepted so far, as one update: the snapshot and the log's tail."""
+        parts = ([self._snapshot] if self._snapshot else []) + self._tail
+        if not parts:
+            return b""
+        return parts[0] if len(parts) == 1 else merge_updates(*parts)
 
     def _on_update(self, event: TransactionEvent) -> None:
         update = event.update
@@ -246,7 +263,7 @@ class Room:
             error = exc
         update = self._take_captured()
         if update is not None:
-            self._guard.follow(update)
+            self._guard.absorb(update)
         if update is not None or extra:
             self._log([update] if update is not None else [], extra)
         if update is not None:
@@ -308,7 +325,6 @@ class Room:
         if not verdict.accepted:
             self._refuse(conn, msg, verdict)
             return
-        self.doc.apply_update(msg.payload)
         accepted = self._take_captured()
         if accepted is not None:
             self._log([accepted])
