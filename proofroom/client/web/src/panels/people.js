@@ -82,6 +82,8 @@ function roleBadge (role) {
   return h('span', { class: `badge role-${role}` }, ROLE_LABEL[role] || role)
 }
 
+/** "Ana (client)" -> "AC": the first letter of the first two words that have one. */
 function initials (name) {
-  return name.split(/\s+/).filter(Boolean).slice(0, 2).map((w) => w[0].toUpperCase()).join('') || '?'
+  const words = name.split(/\s+/).map((w) => w.match(/\p{L}|\p{N}/u)).filter(Boolean)
+  return words.slice(0, 2).map((m) => m[0].toUpperCase()).join('') || '?'
 }
