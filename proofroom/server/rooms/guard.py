@@ -143,8 +143,6 @@ class Guard(PinRules):
             self._doc.apply_update(state)
         #: The document's state vector: client id -> next clock.
         self._clocks: dict[int, int] = codec.decode_state_vector(self._doc.get_state())
-        if not state:
-            self._arrays = set()
         self._subscriptions = [self._observe(name, root) for name, root in self._roots.items()]
 
     def _observe(self, name: str, root: Map[Any] | Array[Any]) -> Any:
@@ -220,9 +218,7 @@ class Guard(PinRules):
                 else:
                     self._authors[pin_id] = author
             # The document holds the refused change now: start again from what was accepted.
-            clocks = self._clocks
             self._reset(self._accepted())
-            self._clocks = clocks
             if self.on_reset is not None:
                 self.on_reset()
             return Verdict(tuple(dict.fromkeys(self._violations)))

@@ -31,7 +31,7 @@ from ..store.db import Statement, WriteResult
 from ..store.doclog import DocLog
 from .awareness import AwarenessTable, PresenceLimits
 from .compaction import Compactor
-from .guard import LISTENED_PIN_FIELDS, Guard, Verdict, arrays_in, new_document
+from .guard import LISTENED_PIN_FIELDS, Guard, Verdict, arrays_in
 from .limits import TokenBucket
 
 logger = logging.getLogger(__name__)
@@ -75,7 +75,6 @@ class _Outgoing:
         "after",
         "close",
         "direct",
-        "for_origin",
         "for_others",
         "origin",
         "received",
@@ -88,7 +87,6 @@ class _Outgoing:
         *,
         origin: Peer | None = None,
         for_others: bytes | None = None,
-        for_origin: bytes | None = None,
         direct: tuple[Peer, bytes] | None = None,
         received: float = 0.0,
         write: tuple[asyncio.Future[Any], Any, BaseException | None] | None = None,
@@ -98,7 +96,6 @@ class _Outgoing:
         self.after = after
         self.origin = origin
         self.for_others = for_others
-        self.for_origin = for_origin
         self.direct = direct
         self.received = received
         self.write = write
@@ -165,17 +162,14 @@ class Room:
     async def load(self) -> None:
         """Rebuild the document from its snapshot and the updates logged after it."""
         snapshot, tail = await self._doclog.load(self.session_id)
-        loaded, _ = new_document()
-        with loaded.transaction(origin=SERVER_ORIGIN):
-            for update in ([snapshot] if snapshot else []) + tail:
-                loaded.apply_update(update)
-        state = loaded.get_update()
+        self._snapshot, self._tail, self._tail_committed = snapshot, tail, len(tail)
+        # The log's bytes as one update: what a rebuild after a refusal starts from too.
+        state = self._accepted_state()
         arrays = await anyio.to_thread.run_sync(arrays_in, state)
         self._guard.load(state, arrays)
         self._bind()
         self._touched_pins = {str(k) for k in self.pins.keys()}
         self._report_pins(initial=True)
-        self._snapshot, self._tail, self._tail_committed = snapshot, tail, len(tail)
         self._doc_bytes = len(snapshot or b"") + sum(len(u) for u in tail)
 
     def _bind(self) -> None:
@@ -426,13 +420,10 @@ class Room:
                     future.set_result(value)
                 else:
                     future.set_exception(error)
-        if item.for_others is not None or item.for_origin is not None:
-            origin, for_others, for_origin = item.origin, item.for_others, item.for_origin
+        if item.for_others is not None:
+            origin, for_others = item.origin, item.for_others
             for peer in list(self.peers):
-                if peer is origin:
-                    if for_origin is not None:
-                        peer.send(for_origin)
-                elif for_others is not None:
+                if peer is not origin:
                     peer.send(for_others)
             if item.received:
                 self._metrics.broadcast_latency.observe(time.perf_counter() - item.received)
