@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 import secrets
 import time
 from typing import Any
@@ -16,6 +15,7 @@ from ...shared import schema
 from ...shared.enums import LayerSource, LayerState
 from ...shared.errors import BadRequest, Conflict, NotFound
 from ...shared.permissions import Action
+from ..bodies import parse_json
 from ..identity import Identity
 from ..images import normalize_image_in_thread, run_image_job
 from ..rooms import Room, RoomManager
@@ -59,17 +59,19 @@ class Versions:
         """Make a layer from an uploaded image: the whole picture, or a patch at ``box``."""
         actor = actor.require(session_id, Action.EDIT)
         session, room, _pin = await open_pin(self.records, self.rooms, session_id, pin_id)
+        box: tuple[int, ...] | None = None
+        if box_text:  # checked before the (costly) image decode
+            try:
+                box_value = parse_json(box_text.encode("utf-8"))
+            except BadRequest:
+                raise BadRequest("box must be JSON [x, y, w, h]") from None
+            box = parse_box(box_value, session.width, session.height, "box")
         normalized = await normalize_image_in_thread(image, max_pixels=self.max_pixels)
         parent_id = _last_approved_layer(room)
         chain = _approved_chain(room, parent_id)
         patches = [(await self.blobs.get(lay["patch"]), lay["box"]) for lay in chain]
         base = await self.blobs.get(session.base_blob)
-        box: tuple[int, ...] | None = None
-        if box_text:
-            try:
-                box = parse_box(json.loads(box_text), session.width, session.height, "box")
-            except ValueError:
-                raise BadRequest("box must be JSON [x, y, w, h]") from None
+        if box is not None:
             if (normalized.width, normalized.height) != (box[2], box[3]):
                 raise BadRequest(
                     f"the patch is {normalized.width}x{normalized.height} but the box is "
