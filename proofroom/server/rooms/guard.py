@@ -13,6 +13,11 @@ counted, and the document it touched is thrown away:
    refused without touching the document.
 2. The update is applied to the room's document, whose deep observers check every change
    against the writer's role and identity (who wrote the pin, which fields, transitions).
+   Each Yjs client id belongs to the person who first wrote with it (or to the server): a
+   struct is named by (client id, clock), and a CRDT drops a struct it already holds as a
+   duplicate, so a write under someone else's id at their next clock would make their next
+   change vanish for everyone. Writes under another person's id are refused; the owners
+   are stored with the log (:attr:`Guard.claims`), so they hold after a restart.
 3. An accepted update is then logged and broadcast as it stands. After a refusal the guard
    rebuilds the document from the bytes of every accepted change (the room's snapshot and
    log tail) and the room binds to the new one (:attr:`Guard.on_reset`). Nothing else runs
@@ -49,6 +54,8 @@ from .pin_rules import NO_AUTHOR, PinRules
 logger = logging.getLogger(__name__)
 
 _ABSENT = object()
+#: The owner of the client ids the server writes with.
+SERVER_OWNER = ""
 #: Values a native event carries as plain Python (anything else is a shared type).
 _PLAIN = (str, int, float, bool, type(None), list, dict)
 #: The pin fields whose changes :attr:`Guard.on_pins_touched` reports.
@@ -105,6 +112,11 @@ class Guard(PinRules):
         self._arrays: set[ID] = set()
         #: What the update under review changed in ``_authors`` (pin id, value before).
         self._journal: list[tuple[str, Any]] = []
+        #: Who owns each client id: a user id, or :data:`SERVER_OWNER`.
+        self._owners: dict[int, str] = {}
+        #: Owners found by the last accepted update or server write, for the room to store
+        #: with it (:meth:`take_claims`).
+        self._claims: list[tuple[int, str]] = []
         #: Told which pins appeared, disappeared or changed a listened field, after an
         #: accepted client update or a server write.
         self.on_pins_touched: Callable[[list[str]], None] | None = None
@@ -117,13 +129,20 @@ class Guard(PinRules):
 
     # -- the document ----------------------------------------------------------------------
 
-    def load(self, state: bytes, arrays: set[ID] | None = None) -> None:
+    def load(
+        self,
+        state: bytes,
+        arrays: set[ID] | None = None,
+        owners: dict[int, str] | None = None,
+    ) -> None:
         """Start from the room's whole document (after the room loaded it).
 
         ``arrays`` are the ids of the arrays it holds (:func:`arrays_in`); read here when
-        not given.
+        not given. ``owners``: who owns each client id, as stored with the log.
         """
         self._reset(state)
+        self._owners = dict(owners or {})
+        self._claims = []
         self._arrays = arrays_in(state) if arrays is None else arrays
         self._authors = {}
         pins: Map[Any] = self._roots[schema.PINS]  # type: ignore[assignment]
@@ -162,8 +181,18 @@ class Guard(PinRules):
 
     def absorb(self, update: bytes) -> None:
         """Take note of a change the server made to :attr:`doc` itself (a server write)."""
-        self._absorb(read_update(update))
+        shape = read_update(update)
+        for client, (_start, end) in shape.ranges.items():
+            if end > self._clocks.get(client, 0) and client not in self._owners:
+                self._owners[client] = SERVER_OWNER
+                self._claims.append((client, SERVER_OWNER))
+        self._absorb(shape)
         self._flush_touched()
+
+    def take_claims(self) -> list[tuple[int, str]]:
+        """Client ids first written with since the last call, and by whom (to store)."""
+        claims, self._claims = self._claims, []
+        return claims
 
     def _absorb(self, shape: UpdateShape) -> None:
         clocks = self._clocks
@@ -199,6 +228,22 @@ class Guard(PinRules):
         verdict = self._check_shape(shape)
         if not verdict.accepted:
             return verdict
+        claims: list[int] = []
+        owners = self._owners
+        for client, (_start, end) in shape.ranges.items():
+            if end <= self._clocks.get(client, 0):
+                continue  # nothing new under this id: a resend of what the server holds
+            owner = owners.get(client)
+            if owner is None:
+                claims.append(client)
+            elif owner != actor.user_id:
+                return Verdict(
+                    (
+                        f"it writes under another participant's client id ({client});"
+                        " reload the document",
+                    ),
+                    out_of_sync=True,
+                )
         self._actor = actor
         self._violations = []
         self._touched = []
@@ -222,6 +267,9 @@ class Guard(PinRules):
             if self.on_reset is not None:
                 self.on_reset()
             return Verdict(tuple(dict.fromkeys(self._violations)))
+        for client in claims:
+            owners[client] = actor.user_id
+            self._claims.append((client, actor.user_id))
         self._absorb(shape)
         self._flush_touched()
         return ACCEPTED

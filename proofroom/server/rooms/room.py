@@ -166,7 +166,8 @@ class Room:
         # The log's bytes as one update: what a rebuild after a refusal starts from too.
         state = self._accepted_state()
         arrays = await anyio.to_thread.run_sync(arrays_in, state)
-        self._guard.load(state, arrays)
+        owners = await self._doclog.client_owners(self.session_id)
+        self._guard.load(state, arrays, owners)
         self._bind()
         self._touched_pins = {str(k) for k in self.pins.keys()}
         self._report_pins(initial=True)
@@ -258,6 +259,7 @@ class Room:
         update = self._take_captured()
         if update is not None:
             self._guard.absorb(update)
+            extra = [*extra, *self._claim_statements()]
         if update is not None or extra:
             self._log([update] if update is not None else [], extra)
         if update is not None:
@@ -321,7 +323,7 @@ class Room:
             return
         accepted = self._take_captured()
         if accepted is not None:
-            self._log([accepted])
+            self._log([accepted], self._claim_statements())
             self._emit(
                 _Outgoing(
                     self._submitted,
@@ -375,6 +377,11 @@ class Room:
         self._doclog.append(
             self.session_id, updates, self._committed_callback(len(updates)), statements
         )
+
+    def _claim_statements(self) -> list[Statement]:
+        """SQL storing the client ids the last change was the first to write with."""
+        claims = self._guard.take_claims()
+        return DocLog.claim_statements(self.session_id, claims) if claims else []
 
     def _next_operation(self) -> None:
         """Count one more log operation in flight; the room is not drained until it settles."""

@@ -24,6 +24,24 @@ class DocLog:
         )
         return (bytes(snap["data"]) if snap else None), [bytes(r["data"]) for r in rows]
 
+    async def client_owners(self, session_id: str) -> dict[int, str]:
+        """Who owns each Yjs client id of the session's document (user ids; '' the server)."""
+        rows = await self.db.fetchall(
+            "SELECT client_id, user_id FROM doc_clients WHERE session_id = ?", (session_id,)
+        )
+        return {int(r["client_id"]): str(r["user_id"]) for r in rows}
+
+    @staticmethod
+    def claim_statements(session_id: str, claims: Sequence[tuple[int, str]]) -> list[Statement]:
+        """SQL recording new client id owners; commit it with the update that made them."""
+        return [
+            (
+                "INSERT OR IGNORE INTO doc_clients (session_id, client_id, user_id) VALUES (?,?,?)",
+                (session_id, client_id, user_id),
+            )
+            for client_id, user_id in claims
+        ]
+
     def append(
         self,
         session_id: str,

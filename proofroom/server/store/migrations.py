@@ -194,4 +194,16 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     CREATE INDEX participants_invite ON participants(invite_id);
     ALTER TABLE audit ADD COLUMN actor_name TEXT;
     """,
+    # 7: each Yjs client id of a session's document belongs to the person (user id) who
+    # first wrote with it, or to the server (user id ''); the write guard refuses anyone
+    # else's writes under it (a forged id would make its owner's next change a duplicate).
+    # Ids written before this are claimed by their next writer.
+    """
+    CREATE TABLE doc_clients (
+        session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+        client_id INTEGER NOT NULL,
+        user_id TEXT NOT NULL,
+        PRIMARY KEY (session_id, client_id)
+    ) WITHOUT ROWID;
+    """,
 )
