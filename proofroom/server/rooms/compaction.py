@@ -24,6 +24,7 @@ next to merges of a few hundred milliseconds that happen once every few hundred 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import shutil
 import struct
@@ -38,6 +39,7 @@ from types import TracebackType
 import anyio
 import anyio.to_thread
 from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from pycrdt import merge_updates
 
 logger = logging.getLogger(__name__)
@@ -77,6 +79,7 @@ class Compactor:
         # One merge at a time: a big one takes a whole core of a small machine.
         self._limiter = anyio.CapacityLimiter(1)
         self._tg: TaskGroup | None = None
+        self._requests: MemoryObjectSendStream[tuple[list[bytes], MergeCallback]]
         self._lock = threading.Lock()
         self._dir: Path | None = None
         self._files = 0
@@ -84,6 +87,13 @@ class Compactor:
     async def __aenter__(self) -> Compactor:
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
+        # Rooms ask for merges from a commit's callback, which runs on the loop but outside
+        # any task, where anyio cannot start one (anyio 4.16 refuses: no async backend).
+        # So requests queue up here for a task that starts the merges.
+        self._requests, receive = anyio.create_memory_object_stream[
+            tuple[list[bytes], MergeCallback]
+        ](math.inf)
+        self._tg.start_soon(self._start_merges, receive)
         return self
 
     async def __aexit__(
@@ -97,12 +107,21 @@ class Compactor:
         # here belongs to a room that timed out draining, and is abandoned.
         self._tg.cancel_scope.cancel()
         await self._tg.__aexit__(exc_type, exc, tb)
+        self._requests.close()
         await anyio.to_thread.run_sync(self._close)
 
     def start(self, parts: Sequence[bytes], done: MergeCallback) -> None:
         """Merge ``parts`` in the background; ``done`` gets the result on the loop."""
         assert self._tg is not None, "use the compactor as `async with Compactor()`"
-        self._tg.start_soon(self._run, list(parts), done)
+        self._requests.send_nowait((list(parts), done))
+
+    async def _start_merges(
+        self, requests: MemoryObjectReceiveStream[tuple[list[bytes], MergeCallback]]
+    ) -> None:
+        assert self._tg is not None
+        async with requests:
+            async for parts, done in requests:
+                self._tg.start_soon(self._run, parts, done)
 
     async def merge(self, parts: Sequence[bytes]) -> bytes:
         """The updates merged into one, computed off the event loop."""
