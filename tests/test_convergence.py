@@ -10,8 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from proofroom.client import SessionClient
+from proofroom.shared.protocol import CloseCode
 
-from .helpers import run_server
+from .helpers import eventually, run_server
 
 WRITERS = ("commenter", "editor", "approver")
 
@@ -54,6 +55,20 @@ async def _play(ops: list[tuple[int, str, int]]) -> None:
                 expected = room.state()
                 return all(c.state() == expected for c in clients)
 
+            # A writer whose copy holds a refused change may be closed with OUT_OF_SYNC while
+            # the others settle (an edit it made before the refusal reached it); it recovers
+            # by reconnecting from a fresh copy, as the browser client does by itself.
+            for _ in range(len(clients) + 1):
+                await eventually(
+                    lambda: converged() or any(c.closed is not None for c in clients),
+                    timeout=15,
+                )
+                closed = [c for c in clients if c.closed is not None]
+                if not closed:
+                    break
+                for c in closed:
+                    assert c.closed is not None and c.closed[0] == CloseCode.OUT_OF_SYNC, c.closed
+                    await c.connect()
             await clients[0].wait_for(converged, timeout=15)
             async with server.client(session.id, session.tokens["viewer"]) as late:
                 assert late.state() == room.state()
