@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .shared.enums import Role
+from .shared.enums import EditEngine, Role
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 
@@ -29,7 +29,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="interface to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default 8000; 0 picks a free one)")
     serve.add_argument("--data", type=Path, help="data directory (default ./proofroom-data)")
-    serve.add_argument("--engine", choices=["auto", "classical", "diffusion"])
+    serve.add_argument(
+        "--engine",
+        choices=["auto", *(e.value for e in EditEngine)],
+        help="default edit engine of a fix request that names none (default auto)",
+    )
     serve.add_argument("--model", help="diffusers inpaint model: local path or cached id")
     serve.add_argument("--log-level", default=_env("log_level", "info"))
 
@@ -107,7 +111,7 @@ def serve(args: argparse.Namespace) -> None:
     import uvicorn
 
     from .server.app import bind_socket, create_app, uvicorn_config
-    from .server.services import Services
+    from .server.services import ADMIN_TOKEN_FILE, Services
     from .server.settings import Settings
 
     logging.basicConfig(
@@ -133,10 +137,13 @@ def serve(args: argparse.Namespace) -> None:
             f"Proofroom is running at http://{host}:{port}/?token={services.admin_token}",
             flush=True,
         )
-        print(
-            f"Data: {Path(settings.data).resolve()}  (admin token: PROOFROOM_ADMIN_TOKEN)",
-            flush=True,
+        data = Path(settings.data).resolve()
+        origin = (
+            "from PROOFROOM_ADMIN_TOKEN"
+            if settings.admin_token
+            else f"kept in {data / ADMIN_TOKEN_FILE}; set PROOFROOM_ADMIN_TOKEN to choose one"
         )
+        print(f"Data: {data}  (admin token: {origin})", flush=True)
         print(f"Engine: {services.engine.name} ({services.engine_reason})", flush=True)
 
     config = uvicorn_config(create_app(settings, on_ready=ready), settings)

@@ -10,9 +10,12 @@
 3. ``run_fix`` with the default classical engine for the same 256-pixel mask in a 512-pixel
    and in a 4096-pixel image (the photograph mirrored to size): median times and their
    ratio (the target is at most 2x).
+4. ``recolor``: a 500x500 object (an ellipse; and a square) in a 4096-pixel photograph
+   recoloured through ``run_fix`` (target: at most 150 ms), and the engine call alone.
 
     .venv/bin/python scripts/bench_engines.py            # everything, ~5 minutes
     .venv/bin/python scripts/bench_engines.py --quick    # smoke run, ~20 seconds
+    .venv/bin/python scripts/bench_engines.py --recolor-only [--runs 9]
 
 FSR_BEST takes seconds even on small crops (minutes on a 256-pixel mask), so it runs once
 per case and only on masks up to ``--best-max`` pixels.
@@ -255,6 +258,42 @@ def cost_follows_mask(args: argparse.Namespace) -> None:
             print(f"| {size} px | {side} px | {seconds * 1000:.1f} | {seconds / base:.2f}x |")
 
 
+def recolor_speed(args: argparse.Namespace) -> None:
+    from proofroom.server.engines.recolor import RecolorEngine
+
+    engine = RecolorEngine()
+    image = tiled("astronaut", 4096)
+    print("\n## recolor: a 500x500 region of a 4096x4096 photograph\n")
+    print("| region | masked pixels | run_fix (median) | engine alone (median) | runs |")
+    print("|---|---|---|---|---|")
+    for shape in ("ellipse", "square"):
+        mask = np.zeros(image.shape[:2], np.uint8)
+        if shape == "ellipse":
+            cv2.ellipse(mask, (2048, 2048), (250, 250), 0, 0, 360, 1, -1)
+        else:
+            mask[1798:2298, 1798:2298] = 1
+        hole = mask.astype(bool)
+        params = InpaintParams(color="#2e7d32")
+        whole, result = timed(
+            lambda hole=hole, params=params: compositing.run_fix(
+                image, hole, engine, params, no_progress
+            ),
+            args.runs * 2 + 1,
+        )
+        x, y, w, h = result.details["compositing"]["crops"][0]["box"]
+        crop, cmask = image[y : y + h, x : x + w].copy(), hole[y : y + h, x : x + w].copy()
+        alone, _ = timed(
+            lambda crop=crop, cmask=cmask, params=params: engine.inpaint(
+                crop, cmask, params, no_progress
+            ),
+            args.runs * 2 + 1,
+        )
+        print(
+            f"| {shape} 500x500 | {int(hole.sum())} | {whole * 1000:.1f} ms |"
+            f" {alone * 1000:.1f} ms | {args.runs * 2 + 1} |"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="two photos, two sizes, 1 run")
@@ -266,14 +305,17 @@ def main() -> None:
     parser.add_argument("--best-max", type=int, default=64, help="largest mask for fsr_best")
     parser.add_argument("--cases", type=int, default=2, help="masks per photo, size and shape")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--recolor-only", action="store_true", help="only section 4")
     args = parser.parse_args()
     if args.quick:
         args.photos, args.sizes, args.runs, args.cases = args.photos[:2], [32, 64], 1, 1
     cv2.setNumThreads(1)  # one worker thread per job in the server; measure the same
     print(f"command: {shlex.join(['.venv/bin/python', *sys.argv])}")
     print(f"opencv {cv2.__version__}, numpy {np.__version__}, 1 OpenCV thread\n")
-    compare_methods(args)
-    cost_follows_mask(args)
+    if not args.recolor_only:
+        compare_methods(args)
+        cost_follows_mask(args)
+    recolor_speed(args)
 
 
 if __name__ == "__main__":

@@ -135,6 +135,10 @@ async def run_server(data: Path, **overrides: Any) -> AsyncIterator[RunningServe
     """Start the real app under uvicorn on a free port; stop it (gracefully) on exit."""
     # scripts/test runs the sync tests a second time with the fast paths off.
     overrides.setdefault("fast_paths", os.environ.get(FAST_PATHS_ENV) or "on")
+    # The server's default edit engine is fill; tests of everything around the engines run
+    # on the classical one (fast, and its provenance names a method). Tests of the engines
+    # and of the default choice pass engine= themselves (tests/test_engines_api.py).
+    overrides.setdefault("engine", "classical")
     settings = Settings(data=data, admin_token=ADMIN_TOKEN, **overrides)
     ready: asyncio.Future[Services] = asyncio.get_running_loop().create_future()
     app = create_app(settings, on_ready=ready.set_result)

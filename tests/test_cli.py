@@ -82,7 +82,10 @@ def test_serve_prints_the_url_with_the_admin_token_and_answers_healthz(tmp_path:
         assert READY.match(srv.ready_line)
         assert srv.token == "pr_admin_from_env"
         assert srv.port > 0
-        assert str(data.resolve()) in srv.wait_for_line(r"^Data: ")
+        data_line = srv.wait_for_line(r"^Data: ")
+        assert str(data.resolve()) in data_line
+        # The start line says where the token came from: the environment, here.
+        assert "admin token: from PROOFROOM_ADMIN_TOKEN" in data_line, data_line
         assert httpx.get(f"{srv.url}/healthz", timeout=10).status_code == 200
         # The printed URL carries a token that works.
         response = httpx.get(f"{srv.url}/api/sessions", params={"token": srv.token}, timeout=10)
@@ -172,6 +175,10 @@ def test_serve_without_a_token_generates_one_and_keeps_it(tmp_path: Path) -> Non
         assert re.fullmatch(r"pr_admin_[A-Za-z0-9_-]{16,}", token), token
         path = data / "admin_token"
         assert path.read_text().strip() == token
+        # Generated into the data dir, and the start line says so (not the environment).
+        data_line = first.wait_for_line(r"^Data: ")
+        assert f"admin token: kept in {path.resolve()}" in data_line, data_line
+        assert "from PROOFROOM_ADMIN_TOKEN" not in data_line, data_line
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
         assert httpx.get(f"{first.url}/healthz", timeout=10).status_code == 200
         ok = httpx.get(

@@ -21,7 +21,7 @@ from PIL import Image
 from pycrdt import Map
 
 from proofroom.client import ApiClient, ApiError, SessionClient
-from proofroom.server.review.decisions import MAX_NOTE_CHARS, layer_state
+from proofroom.server.review.decisions import MAX_NOTE_CHARS, layer_state, variant_states
 from proofroom.shared.enums import Decision, LayerState
 
 from .helpers import (
@@ -96,7 +96,29 @@ def test_state_rule_over_every_combination(required: int) -> None:
             for order in itertools.permutations(decisions):
                 assert layer_state(list(order), required) is state
             seen.add(state)
-    assert seen == set(LayerState)
+    # Superseded is not a decision's outcome: it comes from a sibling's (below).
+    assert seen == set(LayerState) - {LayerState.SUPERSEDED}
+
+
+SUPERSEDED = LayerState.SUPERSEDED
+
+
+@pytest.mark.parametrize(
+    ("derived", "final"),
+    [
+        ((PENDING, PENDING, PENDING), (PENDING, PENDING, PENDING)),
+        ((PENDING, APPROVED, PENDING), (SUPERSEDED, APPROVED, SUPERSEDED)),
+        ((REJECTED, APPROVED, CHANGES), (REJECTED, APPROVED, CHANGES)),
+        # Approvals lowered under two approved variants: the first made is kept.
+        ((APPROVED, APPROVED), (APPROVED, SUPERSEDED)),
+        ((APPROVED,), (APPROVED,)),
+        ((), ()),
+    ],
+)
+def test_approving_one_variant_supersedes_the_undecided_siblings(
+    derived: tuple[LayerState, ...], final: tuple[LayerState, ...]
+) -> None:
+    assert tuple(variant_states(list(derived))) == final
 
 
 # -- a meeting on a real server ----------------------------------------------------------------
@@ -368,7 +390,9 @@ async def test_approving_a_fix_resolves_its_pin_for_everyone(srv: RunningServer)
     ):
         everyone = (commenter, editor, viewer, approver)
         await drop_pin(m, commenter, "p", "commenter", region=[40, 30, 30, 24])
-        a, b = await fix(m, viewer, "p", prompt="plain suit", seed=3, variants=2, steps=4)
+        # Two rounds (fix requests) on one pin, each approved.
+        [a] = await fix(m, viewer, "p", prompt="plain suit", seed=3, variants=1, steps=4)
+        [b] = await fix(m, viewer, "p", prompt="plainer suit", seed=4, variants=1, steps=4)
         await m.decide("approver", a, "approve")
         for client in everyone:
             await wait_pin(client, "p", "resolved")
@@ -383,6 +407,72 @@ async def test_approving_a_fix_resolves_its_pin_for_everyone(srv: RunningServer)
         for client in everyone:
             await wait_pin(client, "p", "open")
         assert commenter.state() == viewer.state() == editor.state() == approver.state()
+
+
+@in_module_loop
+async def test_variants_of_one_fix_are_one_round_and_approving_one_supersedes_the_rest(
+    srv: RunningServer,
+) -> None:
+    m = await meeting(srv)
+    async with m.client("commenter") as commenter, m.client("viewer") as viewer:
+        await drop_pin(m, commenter, "p", "commenter", region=[40, 30, 30, 24])
+        a, b, c = await fix(m, viewer, "p", prompt="plain suit", variants=3, steps=2)
+        [other] = await fix(m, viewer, "p", prompt="another round", variants=1, steps=2)
+        rounds = {lay["id"]: lay["fix"] for lay in viewer.layers}
+        assert rounds[a] == rounds[b] == rounds[c] != rounds[other]
+        await m.decide("approver", c, "reject", "too dark")
+        reply = await m.decide("approver", b, "approve", "this one")
+        # Its undecided sibling leaves "waiting for review"; the rejected one stays rejected;
+        # the other round is not a sibling.
+        assert reply["variants"] == [{"id": a, "state": "superseded"}]
+        await wait_state(viewer, a, "superseded")
+        assert [state_of(viewer, v) for v in (a, b, c, other)] == [
+            "superseded",
+            "approved",
+            "rejected",
+            "pending",
+        ]
+        # A superseded variant cannot be approved while its sibling is.
+        err = await http_error(409, m.decide("owner", a, "approve"))
+        assert b in err.message and "withdraw" in err.message
+        assert state_of(viewer, a) == "superseded"
+        # Withdrawing the approval puts the siblings back up for review, for everyone.
+        await m.decide("approver", b, "request_changes", "on second thought, the collar")
+        await wait_state(viewer, a, "pending")
+        await m.decide("owner", a, "approve")
+        await wait_state(viewer, a, "approved")
+        await wait_state(viewer, b, "changes_requested")
+        # Every change is in the audit log with the decision that caused it.
+        decided = [e for e in await m.audit() if e["action"] == "layer.decision"]
+        by_layer = {(e["target"], e["detail"]["decision"]): e["detail"] for e in decided}
+        assert by_layer[(b, "approve")]["variants"] == [
+            {"layer": a, "state": "superseded", "previous_state": "pending"}
+        ]
+        assert by_layer[(b, "request_changes")]["variants"] == [
+            {"layer": a, "state": "pending", "previous_state": "superseded"}
+        ]
+
+
+@in_module_loop
+async def test_lowering_required_approvals_keeps_the_first_approved_variant(
+    srv: RunningServer,
+) -> None:
+    m = await meeting(srv)
+    await m.session_call("owner", "PATCH", "/settings", json={"required_approvals": 2})
+    async with m.client("commenter") as commenter, m.client("viewer") as viewer:
+        await drop_pin(m, commenter, "p", "commenter", region=[40, 30, 30, 24])
+        a, b = await fix(m, viewer, "p", variants=2, steps=2)
+        # One approval each: neither is approved yet, both still wait for review.
+        for version in (b, a):
+            assert (await m.decide("approver", version, "approve"))["layer"]["state"] == "pending"
+        reply = await m.session_call("owner", "PATCH", "/settings", json={"required_approvals": 1})
+        # Both would be approved now: the first variant is kept, its sibling superseded.
+        assert sorted(reply["changed"], key=lambda c: c["layer"] != a) == [
+            {"layer": a, "state": "approved"},
+            {"layer": b, "state": "superseded"},
+        ]
+        await wait_state(viewer, b, "superseded")
+        assert state_of(viewer, a) == "approved"
 
 
 @in_module_loop
@@ -485,7 +575,7 @@ async def test_decisions_on_jobs_that_left_no_version_conflict(srv: RunningServe
             assert claimed is not None and claimed.id == third
             failed = await services.queue.fail(third, "test-worker", "out of memory", retry=False)
             assert failed is not None
-            await services.fixes.stopped(failed)
+            await services.fixes.runner.stopped(failed)
             await editor.wait_for(lambda: editor.jobs[third]["status"] == "failed")
             assert editor.jobs[second]["status"] == "cancelled"
         for job, word in ((second, "cancelled"), (third, "failed")):
@@ -652,7 +742,7 @@ async def test_export_flattens_the_approved_layers_with_their_provenance(
         await m.decide("owner", retouch, "approve")
         await m.decide("owner", rejected_retouch, "reject")
         await wait_state(owner, rejected_retouch, "rejected")
-        assert state_of(owner, undecided) == "pending"
+        assert state_of(owner, undecided) == "superseded"  # a sibling was approved
 
         async with m.api("owner") as api:
             response = await api.request("GET", m.path("/export.png"))

@@ -160,3 +160,71 @@ async def test_the_stream_ends_cleanly_when_the_server_shuts_down(tmp_path: Path
         # Leaving the block stopped the server, which had to end the open stream.
         await task
     assert received == ["ready", "closing"]
+
+
+async def _ticket(server: RunningServer, token: str) -> str:
+    async with ApiClient(server.url, token) as api:
+        made = await api.json("POST", "/api/events/ticket")
+    assert made["expires_in"] > 0
+    return str(made["ticket"])
+
+
+async def _open_with(server: RunningServer, **params: str) -> tuple[int, str]:
+    """Open the stream with these query parameters (no header); (status, first line)."""
+    async with (
+        httpx.AsyncClient(base_url=server.url, timeout=httpx.Timeout(10, read=10)) as http,
+        http.stream("GET", "/api/events", params=params) as response,
+    ):
+        if response.status_code != 200:
+            await response.aread()
+            return response.status_code, response.json()["error"]["code"]
+        lines = response.aiter_lines()
+        assert await anext(lines) == "retry: 3000"
+        assert await anext(lines) == ""
+        return 200, (await anext(lines)) + " " + (await anext(lines))
+
+
+async def test_a_ticket_opens_one_stream_without_the_token_in_the_url(
+    server: RunningServer,
+) -> None:
+    """A browser's EventSource cannot send a header: the token buys a one-time ticket."""
+    ticket = await _ticket(server, ADMIN_TOKEN)
+    assert ADMIN_TOKEN not in ticket
+    status, hello = await _open_with(server, ticket=ticket)
+    assert status == 200 and hello == 'event: ready data: {"session":null,"types":null}'
+    # Used once, it is spent: a replayed URL (a log, a history) opens nothing.
+    assert await _open_with(server, ticket=ticket) == (401, "unauthorized")
+    assert await _open_with(server, ticket="pr_ticket_made_up") == (401, "unauthorized")
+    # It opens the event stream and nothing else.
+    ticket = await _ticket(server, ADMIN_TOKEN)
+    with pytest.raises(ApiError) as elsewhere:
+        async with ApiClient(server.url, ticket) as api:
+            await api.json("GET", "/api/whoami")
+    assert elsewhere.value.status == 401
+    assert await _open_with(server, ticket=ticket, token=ADMIN_TOKEN) == (400, "bad_request")
+
+
+async def test_a_ticket_keeps_its_holders_scope_and_rights(server: RunningServer) -> None:
+    mine = await server.new_session(title="mine")
+    other = await server.new_session(title="other")
+    ticket = await _ticket(server, mine.tokens["viewer"])
+    # Scoped to the session of the token that asked for it.
+    assert await _open_with(server, ticket=ticket, session=other.id) == (403, "forbidden")
+    ticket = await _ticket(server, mine.tokens["viewer"])
+    status, hello = await _open_with(server, ticket=ticket)
+    assert status == 200 and f'"session":"{mine.id}"' in hello
+    # A ticket is resolved again when used: revoking the invite spends its tickets too.
+    ticket = await _ticket(server, mine.tokens["viewer"])
+    async with ApiClient(server.url, mine.tokens["owner"]) as owner:
+        invites = (await owner.json("GET", f"/api/sessions/{mine.id}/invites"))["invites"]
+        link = next(i for i in invites if i["role"] == "viewer")
+        await owner.request("DELETE", f"/api/sessions/{mine.id}/invites/{link['id']}")
+    status, _ = await _open_with(server, ticket=ticket)
+    assert status in (401, 403)
+    # No token, no ticket; and a link's own token is not a person's.
+    with pytest.raises(ApiError) as anonymous:
+        await _ticket(server, "pr_not_a_token")
+    assert anonymous.value.status == 401
+    with pytest.raises(ApiError) as link_token:
+        await _ticket(server, other.links["commenter"])
+    assert link_token.value.status == 401

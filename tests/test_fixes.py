@@ -1,4 +1,5 @@
-"""Fixes end to end through the real server, queue, worker and classical engine."""
+"""Fixes end to end through the real server, queue, worker and classical engine (the tests'
+server default; the engines' own tests: test_engines_api.py, test_engines_unmasked.py)."""
 
 from __future__ import annotations
 
@@ -208,18 +209,8 @@ async def test_bad_fix_requests_are_refused(server: RunningServer, case: str) ->
         assert await server.services.queue.queued() == []
 
 
-@pytest.mark.parametrize(
-    ("body", "says"),
-    [
-        ({"colour": "red"}, ["unknown field 'colour'", "allowed:", "engine", "region", "seed"]),
-        ({"engine": "gemini"}, ["unknown engine 'gemini'", "available on this server: classical"]),
-        ({"engine": "diffusion"}, ["diffusion engine is not available", "runs the classical"]),
-        ({"engine": 7}, ["engine must be"]),
-        ({"model": "sd-inpaint"}, ["classical engine takes no model"]),
-    ],
-)
-async def test_unknown_fields_and_engines_are_refused_saying_what_is_allowed(
-    server: RunningServer, session: ReviewSession, body: dict[str, Any], says: list[str]
+async def test_an_unknown_field_is_refused_saying_what_is_allowed(
+    server: RunningServer, session: ReviewSession
 ) -> None:
     async with (
         server.client(session.id, session.tokens["editor"]) as editor,
@@ -228,16 +219,14 @@ async def test_unknown_fields_and_engines_are_refused_saying_what_is_allowed(
         await drop_pin(editor, "p1", session.users["editor"], region=[1, 1, 5, 5])
         await eventually(lambda: "p1" in server.services.rooms.rooms[session.id].pins)
         with pytest.raises(ApiError) as err:
-            await api.json("POST", f"/api/sessions/{session.id}/pins/p1/fix", json=body)
+            await api.json(
+                "POST", f"/api/sessions/{session.id}/pins/p1/fix", json={"colour": "red"}
+            )
         assert err.value.status == 400
-        for words in says:
+        for words in ["unknown field 'colour'", "allowed:", "color", "engine", "region", "seed"]:
             assert words in err.value.message
         assert await server.services.queue.queued() == []
-        # Naming the engine this server runs is fine.
-        reply = await api.json(
-            "POST", f"/api/sessions/{session.id}/pins/p1/fix", json={"engine": "classical"}
-        )
-        assert len(reply["jobs"]) == 1
+        # (Engines, models and colours: tests/test_engines_api.py.)
 
 
 async def test_fix_permissions_and_unknown_pins(
@@ -288,3 +277,27 @@ async def test_locks_clip_the_mask(server: RunningServer) -> None:
         # Nothing left of x=80 may change.
         locked_cols = max(0, 80 - x)
         assert not patch[:, :locked_cols, 3].any()
+
+
+@pytest.mark.parametrize(
+    ("texts", "drafted"),
+    [
+        # Issue 11's thread: the mentions and the chatter go, the request stays.
+        (
+            ["backdrop.. Also ... @Ed.", "@Editor link can you take this one?"],
+            "Backdrop",
+        ),
+        (
+            ["a coffee stain on the jacket", "agreed, make the jacket plain", "on it", "thanks!"],
+            "A coffee stain on the jacket. Make the jacket plain",
+        ),
+        (["can we change the color of the jacket?"], "Change the color of the jacket"),
+        (["@Ana (client) the sky is too flat, please"], "The sky is too flat"),
+        (["ok", "lgtm", "+1"], ""),
+    ],
+)
+def test_the_drafted_prompt_is_what_to_make(texts: list[str], drafted: str) -> None:
+    from proofroom.server.review.fix_request import MAX_DRAFT_CHARS, draft_from_texts
+
+    assert draft_from_texts(texts) == drafted
+    assert len(draft_from_texts(["make the sky bluer " * 40])) <= MAX_DRAFT_CHARS

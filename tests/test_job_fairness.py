@@ -42,8 +42,10 @@ async def test_one_sessions_urgent_flood_does_not_hold_up_another_session(
         claims: list[Job] = []
         claim = queue.claim
 
-        async def recording_claim(owner: str, lease_seconds: float) -> Job | None:
-            job = await claim(owner, lease_seconds)
+        async def recording_claim(
+            owner: str, lease_seconds: float, lane: str = "local"
+        ) -> Job | None:
+            job = await claim(owner, lease_seconds, lane)
             if job is not None:
                 claims.append(job)
             return job

@@ -150,6 +150,6 @@ def test_serve_auto_picks_diffusion_when_a_model_is_given(tiny_pipeline_dir: Pat
     engine, reason = choose_engine("auto", str(tiny_pipeline_dir))
     assert engine.name == "diffusion" and "loaded" in reason
     engine, reason = choose_engine("auto", None)
-    assert engine.name == "classical" and reason == "no model configured"
+    assert engine.name == "fill" and reason == "no model configured"
     engine, reason = choose_engine("auto", str(tiny_pipeline_dir.parent / "missing"))
-    assert engine.name == "classical" and "unusable" in reason
+    assert engine.name == "fill" and "unusable" in reason

@@ -368,7 +368,11 @@ async def test_an_old_link_token_joins_after_the_upgrade(tmp_path: Path) -> None
     db.execute("UPDATE invites SET kind = 'personal'")
     # ... and undo what every later migration added, so that all of them run again.
     db.execute("DELETE FROM schema_version WHERE version >= 6")
-    db.execute("DROP TABLE doc_clients")
+    db.execute("DROP TABLE doc_clients")  # 7
+    db.execute("ALTER TABLE producer_layers DROP COLUMN fix")  # 8
+    db.execute("DROP INDEX jobs_lane")  # 9
+    for column in ("kind", "engine", "lane"):
+        db.execute(f"ALTER TABLE jobs DROP COLUMN {column}")
     db.execute("DROP TABLE participants")
     db.execute("ALTER TABLE invites DROP COLUMN kind")
     db.execute("ALTER TABLE audit DROP COLUMN actor_name")

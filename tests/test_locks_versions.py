@@ -16,9 +16,10 @@ import pytest
 import pytest_asyncio
 from PIL import Image
 
+from proofroom.client import ApiError
 from proofroom.server.rooms import Room
 
-from .helpers import RunningServer, decode, encode_png, run_server
+from .helpers import ADMIN_TOKEN, RunningServer, decode, encode_png, run_server
 from .test_decisions import (
     Meeting,
     drop_pin,
@@ -232,3 +233,48 @@ async def test_generated_versions_subtract_locks_and_an_older_fix_is_not_approva
     assert [lay["id"] for lay in info["layers"]] == [late]  # type: ignore[index]
     assert np.array_equal(locked_part(pixels), locked_part(m.base))
     assert not np.array_equal(pixels, m.base)
+
+
+# -- previews of big pictures (issue 11: first paint) -------------------------------------------
+
+
+@in_module_loop
+async def test_a_big_picture_has_a_small_preview_made_once_and_a_small_one_is_its_own(
+    srv: RunningServer,
+) -> None:
+    gradient = np.linspace(0, 255, 2400, dtype=np.uint8)
+    pixels = np.stack([np.tile(gradient, (1600, 1))] * 3, axis=2)
+    created = await srv.admin.create_session(encode_png(pixels), title="Big")
+    base = created["base"]
+    async with srv.api(ADMIN_TOKEN) as api:
+        first = await api.request("GET", f"/blobs/{base}/preview")
+        again = await api.request("GET", f"/blobs/{base}/preview")
+        cached = await api.request(
+            "GET", f"/blobs/{base}/preview", headers={"If-None-Match": first.headers["etag"]}
+        )
+    assert first.headers["content-type"] == "image/jpeg"
+    assert first.headers["etag"] == again.headers["etag"] and first.content == again.content
+    assert cached.status_code == 304
+    with Image.open(io.BytesIO(first.content)) as img:
+        assert img.format == "JPEG" and img.size == (1024, 683)
+        small = np.asarray(img.convert("RGB"))
+    # The same picture, smaller: left dark, right bright.
+    assert small[300, 10].mean() < 20 and small[300, -10].mean() > 235
+    assert len(first.content) < 200_000
+    # The preview is a blob like any other (the etag names it).
+    async with srv.api(ADMIN_TOKEN) as api:
+        assert await api.blob(first.headers["etag"].strip('"')) == first.content
+
+    m = await meeting(srv)  # 160x120: no preview needed, the picture itself comes back
+    small_base = (await m.session_call("viewer", "GET", ""))["base"]
+    async with m.api("viewer") as api:
+        own = await api.request("GET", f"/blobs/{small_base}/preview")
+        assert own.headers["content-type"] == "image/png"
+        assert own.content == await api.blob(small_base)
+        with pytest.raises(ApiError) as missing:
+            await api.request("GET", f"/blobs/{'0' * 64}/preview")
+        assert missing.value.status == 404
+    async with srv.api(None) as anonymous:
+        with pytest.raises(ApiError) as refused:
+            await anonymous.request("GET", f"/blobs/{base}/preview")
+        assert refused.value.status == 401

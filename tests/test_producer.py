@@ -224,3 +224,59 @@ async def test_the_index_is_rebuilt_from_the_documents(tmp_path: Path) -> None:
     a = after[alpha.id]
     assert a["time_in_review"] == pytest.approx(max(t["a1"], t["a2"]) - t["created"])
     assert a["last_activity"] >= t["a2"]
+
+
+async def variants_of(
+    server: RunningServer, s: ReviewSession, pin_id: str, count: int
+) -> list[str]:
+    """Ask for one fix with ``count`` variants; their layer ids once all are published."""
+    async with (
+        server.client(s.id, s.tokens["editor"]) as editor,
+        ApiClient(server.url, s.tokens["editor"]) as edit,
+    ):
+        reply = await edit.json(
+            "POST",
+            f"/api/sessions/{s.id}/pins/{pin_id}/fix",
+            json={"region": [10, 10, 20, 20], "seed": 1, "variants": count},
+        )
+        layers = [f"l_{job}" for job in reply["jobs"]]
+        await editor.wait_for(
+            lambda: {lay["id"] for lay in editor.layers.to_py()} >= set(layers), timeout=60
+        )
+    return layers
+
+
+async def test_a_round_is_one_fix_request_not_its_variants(tmp_path: Path) -> None:
+    """Three variants of one request, the last one approved: one round, not three; a pin
+    with a refused upload first, then a two-variant fix: two rounds. The same after a
+    rebuild from the documents."""
+    data = tmp_path / "data"
+    async with run_server(data) as server:
+        s = await server.new_session(title="Variants")
+        async with server.client(s.id, s.tokens["editor"]) as editor:
+            now = time.time()
+            await put_pin(editor, "p1", s.users["editor"], now, region=[10, 10, 20, 20])
+            await put_pin(editor, "p2", s.users["editor"], now, region=[10, 10, 20, 20])
+        await wait_for_pin(server, s.id, "p2")
+        first = await variants_of(server, s, "p1", 3)
+        async with (
+            ApiClient(server.url, s.tokens["editor"]) as edit,
+            ApiClient(server.url, s.tokens["approver"]) as approve,
+        ):
+            layers = server.services.rooms.rooms[s.id].layers.to_py()
+            newest = max(
+                (lay for lay in layers if lay["id"] in first), key=lambda lay: lay["created_at"]
+            )
+            await decide(approve, s.id, newest["id"], "approve")
+            refused = await upload_version(edit, s.id, "p2", (0, 0, 250))
+            await decide(approve, s.id, refused, "reject")
+            second = await variants_of(server, s, "p2", 2)
+            await decide(approve, s.id, second[0], "approve")
+        body = await until(server, lambda b: b["sessions"][0]["pins"]["approved"] == 2)
+        assert body["sessions"][0]["rounds_per_pin"] == 1.5  # (1 + 2) / 2
+    with sqlite3.connect(data / "proofroom.sqlite3") as db:
+        for table in ("producer_sessions", "producer_pins", "producer_layers", "producer_jobs"):
+            db.execute(f"DELETE FROM {table}")
+    async with run_server(data) as server:
+        body = await until(server, lambda b: len(b["sessions"]) == 1 and not b["rebuilding"])
+        assert body["sessions"][0]["rounds_per_pin"] == 1.5

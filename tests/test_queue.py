@@ -189,3 +189,32 @@ async def test_a_cancels_audit_row_commits_only_with_the_cancellation(queue: Job
     assert isinstance(queue, SqliteJobQueue)
     rows = await queue._db.fetchall("SELECT target FROM audit WHERE action = 'job.cancel'")
     assert [r["target"] for r in rows] == ["a"]
+
+
+async def test_a_job_keeps_its_kind_engine_and_lane_and_lanes_are_claimed_apart(
+    queue: JobQueue,
+) -> None:
+    from proofroom.shared.enums import JobKind
+
+    local = NewJob("local", "s1", "pin", {}, engine="fill")
+    hosted = [NewJob(f"h{i}", "s1", "pin", {}, engine="gemini", lane="hosted") for i in range(2)]
+    await queue.enqueue([*hosted, local])
+    stored = await queue.get("h0")
+    assert stored is not None and (stored.kind, stored.engine, stored.lane) == (
+        JobKind.EDIT,
+        "gemini",
+        "hosted",
+    )
+    # Positions count within a lane: the local job is first in its own line.
+    assert [(j.id, j.lane) for j in await queue.queued()] == [
+        ("local", "local"),
+        ("h0", "hosted"),
+        ("h1", "hosted"),
+    ]
+    claimed = await queue.claim("w", 30)  # the local lane by default
+    assert claimed is not None and claimed.id == "local" and claimed.engine == "fill"
+    assert await queue.claim("w", 30) is None
+    first = await queue.claim("w", 30, "hosted")
+    assert first is not None and first.id == "h0" and first.lane == "hosted"
+    with pytest.raises(ValueError, match="unknown lane"):
+        await queue.enqueue([NewJob("x", "s1", "pin", {}, lane="gpu")])

@@ -14,6 +14,7 @@ import anyio.to_thread
 
 from .auth import Authenticator
 from .engines import Engine, choose_engine
+from .engines.registry import EnginePool, first_model
 from .jobs import SqliteJobQueue
 from .jobs.worker import Worker
 from .metrics import Metrics
@@ -54,9 +55,11 @@ class Services:
     metrics: Metrics
     limits: ConnectionLimits
     queue: SqliteJobQueue
+    #: The default edit engine (a request may name another: ``engines`` makes it).
     engine: Engine
     #: Why this engine was picked (printed at start).
     engine_reason: str
+    engines: EnginePool
     fixes: Fixes
     worker: Worker | None
     bus: EventBus
@@ -120,18 +123,25 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             )
             metrics.gauge("proofroom_db_commits", "SQLite commits so far.", lambda: db.commits)
             engine, reason = await anyio.to_thread.run_sync(
-                choose_engine, settings.engine, settings.model
+                choose_engine, settings.engine, settings.model, settings
             )
-            logger.info("inpaint engine: %s (%s)", engine.name, reason)
+            logger.info("default edit engine: %s (%s)", engine.name, reason)
+            default_model = first_model(settings.model) if engine.name == "diffusion" else None
+            engines = EnginePool(settings, engine, default_model or engine.describe().get("model"))
             queue = SqliteJobQueue(
                 db,
                 max_attempts=settings.job_max_attempts,
                 max_queued_per_session=settings.max_queued_jobs_per_session,
             )
-            fixes = Fixes(records, blobs, rooms, queue, engine, bus)
+            fixes = Fixes(records, blobs, rooms, queue, engines, bus)
             worker = None
             if settings.worker == "embedded":
-                worker = Worker(queue, fixes, lease_seconds=settings.job_lease_seconds)
+                worker = Worker(
+                    queue,
+                    fixes.runner,
+                    lease_seconds=settings.job_lease_seconds,
+                    hosted_concurrency=settings.hosted_concurrency,
+                )
                 fixes.worker = worker
             async with anyio.create_task_group() as tg:
                 if worker is not None:
@@ -164,6 +174,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
                     queue=queue,
                     engine=engine,
                     engine_reason=reason,
+                    engines=engines,
                     fixes=fixes,
                     worker=worker,
                     bus=bus,

@@ -9,6 +9,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from ..shared.enums import EditEngine
+
 ENV_PREFIX = "PROOFROOM_"
 #: The values of :attr:`Settings.fast_paths`.
 FAST_PATHS = ("on", "off")
@@ -22,9 +24,11 @@ class Settings:
     port: int = 8000
     #: Where the SQLite file and the blobs live.
     data: Path = Path("proofroom-data")
-    #: Inpaint engine: auto, classical or diffusion.
+    #: The default edit engine of a fix request that names none: ``auto`` (diffusion when
+    #: ``model`` is set and loads, else fill), or an engine's name (GET /api/engines).
     engine: str = "auto"
-    #: A diffusers inpaint model: local path or a Hugging Face id already in the cache.
+    #: Diffusers inpaint models: local paths or Hugging Face ids already in the cache,
+    #: comma-separated; the first is the diffusion engine's default.
     model: str | None = None
     #: Workspace admin token; generated (and kept in the data dir) when not given.
     admin_token: str | None = None
@@ -63,6 +67,9 @@ class Settings:
     job_max_attempts: int = 3
     #: Jobs one session may have waiting or running at once; more are answered 429.
     max_queued_jobs_per_session: int = 32
+    #: Hosted-engine jobs (gemini, openai) running at once; they wait on the vendor's API
+    #: beside the local worker and never hold it.
+    hosted_concurrency: int = 4
 
     # Rooms.
     room_idle_seconds: float = 30.0
@@ -95,6 +102,17 @@ class Settings:
     fast_paths: str = "on"
 
     def __post_init__(self) -> None:
+        engines = ("auto", *(e.value for e in EditEngine))
+        if self.engine not in engines:
+            raise ValueError(
+                f"engine (PROOFROOM_ENGINE) must be one of {', '.join(engines)}, "
+                f"not {self.engine!r}"
+            )
+        if self.hosted_concurrency < 1:
+            raise ValueError(
+                f"hosted_concurrency (PROOFROOM_HOSTED_CONCURRENCY) must be at least 1, "
+                f"not {self.hosted_concurrency}"
+            )
         # A typo fails at start, not at the first connection that takes the path.
         if self.fast_paths not in FAST_PATHS:
             raise ValueError(

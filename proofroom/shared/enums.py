@@ -46,6 +46,30 @@ class JobStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
+class JobKind(StrEnum):
+    """What a job makes."""
+
+    #: A local change to one picture: a patch layer (fill, recolour, inpaint).
+    EDIT = "edit"
+
+
+class EditEngine(StrEnum):
+    """The edit engines Proofroom knows (``GET /api/engines`` says which run on a server)."""
+
+    #: Object removal on the CPU: PatchMatch for large holes, Navier-Stokes for thin ones.
+    FILL = "fill"
+    #: A new colour for the masked object, keeping its shading (CPU).
+    RECOLOR = "recolor"
+    #: OpenCV's inpainting (the default before fill; kept for existing settings).
+    CLASSICAL = "classical"
+    #: A diffusers inpaint pipeline (GPU, or slowly on the CPU).
+    DIFFUSION = "diffusion"
+    #: Google's Gemini image models ("Nano Banana"), hosted.
+    GEMINI = "gemini"
+    #: OpenAI's image edits, hosted.
+    OPENAI = "openai"
+
+
 class Decision(StrEnum):
     """An approver's decision on a layer."""
 
@@ -68,6 +92,8 @@ class LayerState(StrEnum):
     CHANGES_REQUESTED = "changes_requested"
     #: Someone rejected it.
     REJECTED = "rejected"
+    #: Another variant of the same fix request was approved: no longer waiting for review.
+    SUPERSEDED = "superseded"
 
 
 class LayerSource(StrEnum):

@@ -83,6 +83,9 @@ class Layer:
     PATCH: Final = "patch"
     BOX: Final = "box"
     PARENT: Final = "parent"
+    #: The fix request (one round) that made it: its variants share it. An upload is its
+    #: own round.
+    FIX: Final = "fix"
     SOURCE: Final = "source"
     PARAMS: Final = "params"
     AUTHOR: Final = "author"
@@ -95,6 +98,10 @@ class Job:
     """Fields of one job map in ``jobs``."""
 
     PIN_ID: Final = "pin_id"
+    #: A JobKind value ("edit").
+    KIND: Final = "kind"
+    #: The engine's registry name ("fill", "recolor", "gemini"...).
+    ENGINE: Final = "engine"
     STATUS: Final = "status"
     STEP: Final = "step"
     TOTAL: Final = "total"

@@ -36,6 +36,10 @@ class InpaintParams:
     steps: int = 20
     strength: float = 1.0
     guidance: float = 7.5
+    #: Target colour of a recolour: ``#rrggbb`` as the request resolved it (None: none asked).
+    color: str | None = None
+    #: The engine's model asked for (None: the engine's default).
+    model: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -55,13 +59,40 @@ class FixResult:
     details: dict[str, Any]
 
 
-class Engine(ABC):
-    """An inpainting engine. Instances are used from one worker thread at a time."""
+#: The request parameters an engine may use (its :attr:`Engine.params` is a subset).
+PARAMETERS = frozenset(
+    {"prompt", "negative_prompt", "seed", "steps", "strength", "guidance", "color"}
+)
 
-    #: Registry name ("classical", "diffusion").
+
+class Engine(ABC):
+    """An edit engine: changes the masked part of a picture. Used from one thread at a time.
+
+    The class attributes are what ``GET /api/engines`` lists; :meth:`availability` says
+    whether the engine can run on this server, without importing anything heavy.
+    """
+
+    #: The job kind the engine serves ("edit"; "upscale" and "animate" have their own bases).
+    kind: ClassVar[str] = "edit"
+    #: Registry name ("fill", "recolor", "diffusion", "gemini", "openai", "classical").
     name: ClassVar[str]
+    #: Models it can run, the default first; empty when it has none to choose from.
+    models: ClassVar[tuple[str, ...]] = ()
+    #: Which request parameters it uses (from :data:`PARAMETERS`); the rest it ignores.
+    params: ClassVar[frozenset[str]] = frozenset()
+    #: Calls a remote service: runs beside the local worker, not on it.
+    hosted: ClassVar[bool] = False
     #: Side of the square the engine wants crops resized to; None keeps native resolution.
     bucket: int | None = None
+    #: Whether the compositing matches the output's colour and grain to a ring of unmasked
+    #: pixels (for engines that paint new content); False for engines that keep the masked
+    #: pixels' own texture (a recolour) or match them themselves (the hosted engines).
+    match_context: ClassVar[bool] = True
+
+    @classmethod
+    def availability(cls, settings: Any = None) -> str | None:
+        """None when the engine can run on this server, else a short reason for users."""
+        return None
 
     @abstractmethod
     def describe(self) -> dict[str, Any]:

@@ -1,11 +1,13 @@
 """The classical engine: OpenCV's inpainting, on the CPU, with no model and no torch.
 
 The methods and why the default is what it is: BENCHMARKS.md ("Classical inpainting").
+It was the default engine before ``fill``; it stays so that existing settings
+(``--engine classical``), documents and scripts keep working. Its "models" are the methods.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import cv2
 import numpy as np
@@ -32,11 +34,19 @@ FSR_BLOCK = 16
 class ClassicalEngine(Engine):
     """Fills from the surrounding pixels; ignores the prompt."""
 
-    name = "classical"
+    name: ClassVar[str] = "classical"
+    #: The OpenCV methods, the default first.
+    models: ClassVar[tuple[str, ...]] = (
+        DEFAULT_METHOD,
+        *sorted(m for m in METHODS if m != DEFAULT_METHOD),
+    )
+    #: The seed varies only the film grain the compositing adds to match the surround.
+    params: ClassVar[frozenset[str]] = frozenset({"seed"})
     bucket = None
 
-    def __init__(self, method: str | None = None) -> None:
-        self.method = method or DEFAULT_METHOD
+    def __init__(self, model: str | None = None, settings: Any = None) -> None:
+        """``model``: the OpenCV method (default Navier-Stokes)."""
+        self.method = model or DEFAULT_METHOD
         if self.method not in METHODS:
             raise EngineError(
                 f"unknown classical method {self.method!r}; choose one of {sorted(METHODS)}"
@@ -52,6 +62,7 @@ class ClassicalEngine(Engine):
     def describe(self) -> dict[str, Any]:
         info: dict[str, Any] = {
             "engine": self.name,
+            "model": self.method,
             "method": self.method,
             "opencv": cv2.__version__,
             "device": "cpu",

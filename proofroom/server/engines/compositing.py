@@ -262,10 +262,15 @@ def _fix_crop(
     else:
         fill, reference = _run_bucketed(engine, image, cmask, params, reporter, index, record)
     record["engine_s"] = round(time.perf_counter() - started, 4)
-    ring = ring_mask(cmask)
-    matched, record["colour"] = match_colour(fill, reference, cmask, ring)
-    rng = np.random.default_rng([params.seed % 2**63, index])
-    matched, record["grain"] = match_grain(matched, image, cmask, ring, rng)
+    if engine.match_context:
+        ring = ring_mask(cmask)
+        matched, record["colour"] = match_colour(fill, reference, cmask, ring)
+        rng = np.random.default_rng([params.seed % 2**63, index])
+        matched, record["grain"] = match_grain(matched, image, cmask, ring, rng)
+    else:  # the engine keeps the masked pixels' own texture (a recolour): nothing to match
+        matched = fill.astype(np.float32)
+        # A recolour keeps the pixels' own texture; a hosted engine fits them itself.
+        record["colour"] = record["grain"] = {"skipped": "left to the engine"}
     fill8 = np.clip(np.rint(matched), 0, 255).astype(np.uint8)
     alpha = np.rint(composite_alpha(cmask) * 255).astype(np.uint8)
     reporter.crop_done(index, fill8)

@@ -10,12 +10,13 @@ from __future__ import annotations
 import gc
 import importlib
 import importlib.metadata
+import importlib.util
 import logging
 import re
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -89,12 +90,32 @@ def resolve_model(model: str) -> Path:
 class DiffusionEngine(Engine):
     """Inpaint with a diffusers ``AutoPipelineForInpainting`` (Stable Diffusion family)."""
 
-    name = "diffusion"
+    name: ClassVar[str] = "diffusion"
+    params: ClassVar[frozenset[str]] = frozenset(
+        {"prompt", "negative_prompt", "seed", "steps", "strength", "guidance"}
+    )
     bucket: int | None = 512
+
+    @classmethod
+    def configured_models(cls, settings: Any = None) -> tuple[str, ...]:
+        """The models ``--model`` names (comma-separated), the default first."""
+        raw = getattr(settings, "model", None) or ""
+        return tuple(m.strip() for m in raw.split(",") if m.strip())
+
+    @classmethod
+    def availability(cls, settings: Any = None) -> str | None:
+        # find_spec only: importing torch to ask would cost seconds at every listing.
+        missing = [m for m in ("torch", "diffusers") if importlib.util.find_spec(m) is None]
+        if missing:
+            return f"{' and '.join(missing)} not installed"
+        if settings is not None and not cls.configured_models(settings):
+            return "no model configured (--model)"
+        return None
 
     def __init__(
         self,
-        model: str,
+        model: str | None = None,
+        settings: Any = None,
         *,
         device: str | None = None,
         dtype: Any = None,
@@ -108,6 +129,11 @@ class DiffusionEngine(Engine):
         (True, or a compile mode such as "max-autotune"); the first run then takes a while.
         ``preview_every`` is the least time in seconds between two previews (0: every step).
         """
+        if model is None:
+            configured = self.configured_models(settings)
+            if not configured:
+                raise EngineError("the diffusion engine needs --model (a path or a cached id)")
+            model = configured[0]
         self.torch = torch = _require("torch")
         diffusers = _require("diffusers")
         self.model = model

@@ -1,50 +1,226 @@
-"""Engine registry: names to lazily imported classes, and the ``auto`` choice."""
+"""Engine registry: (kind, name) to lazily imported classes, what each offers, and the default.
+
+Every engine module is imported only when its class is asked for, and an engine's own heavy
+imports (torch, diffusers, vendor SDKs) wait until an instance is made, so listing the
+engines (``GET /api/engines``) costs nothing. A module that is not installed yet shows as an
+engine that is not available, with the reason, rather than as an error.
+"""
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
 import logging
+import threading
+from dataclasses import dataclass
+from typing import Any
 
 from .base import Engine, EngineError
 
 logger = logging.getLogger(__name__)
 
-ENGINES = {
-    "classical": "proofroom.server.engines.classical:ClassicalEngine",
-    "diffusion": "proofroom.server.engines.diffusion:DiffusionEngine",
+#: Job kinds and the base class of their engines. ``upscale`` and ``animate`` join later,
+#: each with its own small interface beside :class:`Engine` (which is the ``edit`` one).
+KINDS: dict[str, type] = {"edit": Engine}
+
+#: kind -> name -> "module:Class". ``fill`` is the default edit engine; ``classical`` (the
+#: old default, OpenCV's Navier-Stokes and friends) stays for existing settings and scripts.
+ENGINES: dict[str, dict[str, str]] = {
+    "edit": {
+        "fill": "proofroom.server.engines.fill:FillEngine",
+        "recolor": "proofroom.server.engines.recolor:RecolorEngine",
+        "classical": "proofroom.server.engines.classical:ClassicalEngine",
+        "diffusion": "proofroom.server.engines.diffusion:DiffusionEngine",
+        "gemini": "proofroom.server.engines.hosted.gemini:GeminiEngine",
+        "openai": "proofroom.server.engines.hosted.openai_images:OpenAIEngine",
+    },
 }
+#: The engine a request of each kind gets when neither it nor ``--engine`` names one.
+DEFAULTS = {"edit": "fill"}
+#: What ``--engine`` accepts: ``auto`` or any registered edit engine.
+ENGINE_SETTINGS = ("auto", *ENGINES["edit"])
 
 
-def load_engine(name: str, model: str | None = None) -> Engine:
-    """Instantiate engine ``name`` (the diffusion engine needs ``model``)."""
+@dataclass(frozen=True)
+class EngineInfo:
+    """One registered engine as users see it (``GET /api/engines``)."""
+
+    kind: str
+    name: str
+    #: None when it can run here, else why not.
+    unavailable: str | None
+    models: tuple[str, ...]
+    params: frozenset[str]
+    hosted: bool
+
+    @property
+    def available(self) -> bool:
+        return self.unavailable is None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "name": self.name,
+            "available": self.available,
+            "reason": self.unavailable,
+            "models": list(self.models),
+            "default_model": self.models[0] if self.models else None,
+            "params": sorted(self.params),
+            "hosted": self.hosted,
+        }
+
+
+def engine_class(kind: str, name: str) -> type[Engine]:
+    """The class registered as ``name`` for ``kind``; EngineError if it cannot be imported."""
     try:
-        target = ENGINES[name]
+        target = ENGINES[kind][name]
     except KeyError:
-        raise EngineError(f"unknown engine {name!r}; choose one of {sorted(ENGINES)}") from None
+        known = sorted(ENGINES.get(kind, {}))
+        raise EngineError(f"unknown {kind} engine {name!r}; choose one of {known}") from None
     module_name, class_name = target.split(":")
-    cls = getattr(importlib.import_module(module_name), class_name)
-    engine: Engine = cls(model) if name == "diffusion" else cls()
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        missing = exc.name or module_name
+        raise EngineError(f"not installed ({missing} is missing)") from None
+    cls = getattr(module, class_name, None)
+    if not (isinstance(cls, type) and issubclass(cls, Engine) and issubclass(cls, KINDS[kind])):
+        raise EngineError(f"not installed ({target} is not an {kind} engine)")
+    return cls
+
+
+def models_of(cls: type[Engine], settings: Any = None) -> tuple[str, ...]:
+    """The models an engine offers on this server (the diffusion engine's come from settings)."""
+    configured = getattr(cls, "configured_models", None)
+    if callable(configured):
+        return tuple(configured(settings))
+    return tuple(cls.models)
+
+
+def describe_engines(settings: Any = None, kind: str | None = None) -> list[EngineInfo]:
+    """Every registered engine (of ``kind``), available or not, in registry order."""
+    infos = []
+    for engine_kind, names in ENGINES.items():
+        if kind is not None and engine_kind != kind:
+            continue
+        for name in names:
+            try:
+                cls = engine_class(engine_kind, name)
+            except EngineError as exc:
+                infos.append(EngineInfo(engine_kind, name, exc.message, (), frozenset(), False))
+                continue
+            except Exception as exc:  # a broken engine module must not break the listing
+                logger.warning("the %s engine cannot be imported: %s", name, exc)
+                broken = f"cannot be loaded ({type(exc).__name__})"
+                infos.append(EngineInfo(engine_kind, name, broken, (), frozenset(), False))
+                continue
+            reason: str | None
+            try:
+                reason = cls.availability(settings)
+            except Exception as exc:  # an engine's check must not break the listing
+                logger.warning("availability of the %s engine failed: %s", name, exc)
+                reason = f"cannot tell ({type(exc).__name__})"
+            infos.append(
+                EngineInfo(
+                    engine_kind,
+                    name,
+                    reason,
+                    models_of(cls, settings),
+                    frozenset(cls.params),
+                    bool(cls.hosted),
+                )
+            )
+    return infos
+
+
+def load_engine(name: str, model: str | None = None, settings: Any = None) -> Engine:
+    """Make edit engine ``name`` (with ``model``, or its default)."""
+    try:
+        cls = engine_class("edit", name)
+    except EngineError as exc:
+        if name not in ENGINES["edit"]:
+            raise
+        raise EngineError(f"the {name} engine is {exc.message}") from None
+    reason = cls.availability(settings)
+    if reason is not None:
+        raise EngineError(f"the {name} engine is not available on this server: {reason}")
+    engine: Engine = cls(model, settings)  # type: ignore[call-arg]
     return engine
 
 
-def choose_engine(setting: str, model: str | None) -> tuple[Engine, str]:
-    """The engine for ``--engine`` (auto, classical or diffusion), and why it was picked."""
-    if setting == "classical":
-        return load_engine("classical"), "asked for the classical engine"
+def choose_engine(setting: str, model: str | None, settings: Any = None) -> tuple[Engine, str]:
+    """The default engine for ``--engine`` (auto or an engine's name), and why it was picked.
+
+    ``auto``: the diffusion engine when a model is configured and loads, else ``fill``
+    (or ``classical`` where ``fill`` cannot run).
+    """
+    if setting in ENGINES["edit"] and setting != "diffusion":
+        return load_engine(setting, None, settings), f"asked for the {setting} engine"
     if setting == "diffusion":
         if not model:
             raise EngineError("the diffusion engine needs --model (a path or a cached id)")
-        return load_engine("diffusion", model), f"asked for diffusion with {model}"
+        return load_engine("diffusion", first_model(model), settings), (
+            f"asked for diffusion with {first_model(model)}"
+        )
     if setting != "auto":
-        raise EngineError(f"unknown engine setting {setting!r}")
-    if not model:
-        return load_engine("classical"), "no model configured"
-    missing = [m for m in ("torch", "diffusers") if importlib.util.find_spec(m) is None]
-    if missing:
-        return load_engine("classical"), f"{', '.join(missing)} not installed"
+        raise EngineError(
+            f"unknown engine setting {setting!r}; choose one of {', '.join(ENGINE_SETTINGS)}"
+        )
+    if model:
+        missing = [m for m in ("torch", "diffusers") if importlib.util.find_spec(m) is None]
+        if missing:
+            return _cpu_default(settings, f"{', '.join(missing)} not installed")
+        try:
+            return load_engine("diffusion", first_model(model), settings), (
+                f"model {first_model(model)} loaded"
+            )
+        except EngineError as exc:
+            logger.warning("falling back to the CPU engine: %s", exc)
+            return _cpu_default(settings, f"model {model} unusable ({exc.message})")
+    return _cpu_default(settings, "no model configured")
+
+
+def _cpu_default(settings: Any, why: str) -> tuple[Engine, str]:
     try:
-        return load_engine("diffusion", model), f"model {model} loaded"
+        return load_engine(DEFAULTS["edit"], None, settings), why
     except EngineError as exc:
-        logger.warning("falling back to the classical engine: %s", exc)
-        return load_engine("classical"), f"model {model} unusable ({exc.message})"
+        logger.warning("the %s engine cannot run here: %s", DEFAULTS["edit"], exc.message)
+        return load_engine("classical", None, settings), f"{why}; {exc.message}"
+
+
+def first_model(setting: str | None) -> str | None:
+    """The first of ``--model``'s comma-separated models (the diffusion engine's default)."""
+    models = split_models(setting)
+    return models[0] if models else None
+
+
+def split_models(setting: str | None) -> tuple[str, ...]:
+    """``--model a,b`` as a tuple; empty for None or blank."""
+    return tuple(m.strip() for m in (setting or "").split(",") if m.strip())
+
+
+class EnginePool:
+    """Engines made on first use and kept, one per (name, model): loading a model is slow.
+
+    The default engine (made at start) is in the pool from the beginning. An engine is used
+    by one thread at a time: local jobs run one at a time anyway, and hosted jobs, which run
+    several at once, get an instance per worker thread (a vendor client is cheap to make).
+    """
+
+    def __init__(self, settings: Any, default: Engine, default_model: str | None) -> None:
+        self.settings = settings
+        self.default = default
+        self._engines: dict[tuple[str, str | None, int], Engine] = {
+            (default.name, default_model, 0): default
+        }
+        self._lock = threading.Lock()
+
+    def get(self, name: str, model: str | None) -> Engine:
+        """The engine for ``(name, model)``, made (in the calling thread) if it is new."""
+        thread = threading.get_ident() if engine_class("edit", name).hosted else 0
+        key = (name, model, thread)
+        with self._lock:
+            engine = self._engines.get(key)
+            if engine is None:
+                engine = self._engines[key] = load_engine(name, model, self.settings)
+            return engine

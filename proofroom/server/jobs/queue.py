@@ -8,8 +8,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ...shared.enums import JobStatus
+from ...shared.enums import JobKind, JobStatus
 from ..store.db import Statement
+
+#: Which workers claim a job: ``local`` jobs take turns on this machine's device, one at a
+#: time; ``hosted`` jobs wait on a remote service, several at once, beside the local one.
+LANES = ("local", "hosted")
 
 
 @dataclass(frozen=True)
@@ -21,6 +25,12 @@ class NewJob:
     pin_id: str
     payload: dict[str, Any]
     priority: int = 0
+    #: What the job makes (an edit layer now; upscales and clips later).
+    kind: JobKind = JobKind.EDIT
+    #: The engine that runs it; None for jobs queued before engines were chosen per request.
+    engine: str | None = None
+    #: One of :data:`LANES`.
+    lane: str = "local"
 
 
 @dataclass(frozen=True)
@@ -42,6 +52,9 @@ class Job:
     error: str | None
     layer_id: str | None
     result: dict[str, Any] | None = None
+    kind: JobKind = JobKind.EDIT
+    engine: str | None = None
+    lane: str = "local"
 
     @property
     def finished(self) -> bool:
@@ -76,8 +89,8 @@ class JobQueue(ABC):
         """
 
     @abstractmethod
-    async def claim(self, owner: str, lease_seconds: float) -> Job | None:
-        """Take the next job, leased to ``owner``; None when nothing is queued."""
+    async def claim(self, owner: str, lease_seconds: float, lane: str = "local") -> Job | None:
+        """Take the next job of ``lane``, leased to ``owner``; None when none is queued."""
 
     @abstractmethod
     async def heartbeat(self, job_id: str, owner: str, lease_seconds: float) -> bool:
@@ -126,4 +139,5 @@ class JobQueue(ABC):
 
     @abstractmethod
     async def queued(self) -> list[Job]:
-        """Queued jobs in claim order (for queue positions)."""
+        """Queued jobs, each lane's in its claim order (for queue positions, which count
+        within a lane: a hosted job does not wait behind local ones)."""

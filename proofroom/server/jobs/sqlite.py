@@ -10,17 +10,17 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from ...shared.enums import JobStatus
+from ...shared.enums import JobKind, JobStatus
 from ...shared.errors import Conflict, NotFound, RateLimited
 from ..store.db import Database, Statement
-from .queue import Job, JobQueue, NewJob
+from .queue import LANES, Job, JobQueue, NewJob
 
 #: The statuses a job holds until it finishes: what the per-session cap counts.
 _UNFINISHED = "'queued', 'running'"
 _INSERT_VALUES = re.compile(r"^\s*(INSERT INTO \w+ \([^)]*\))\s+VALUES\s*(\(.*\))\s*$", re.S | re.I)
 _COLUMNS = (
     "id, session_id, pin_id, status, priority, payload, attempts, max_attempts, lease_owner,"
-    " created_at, started_at, finished_at, error, layer_id, result"
+    " created_at, started_at, finished_at, error, layer_id, result, kind, engine, lane"
 )
 
 
@@ -41,6 +41,9 @@ def _job(row: sqlite3.Row) -> Job:
         error=row["error"],
         layer_id=row["layer_id"],
         result=json.loads(row["result"]) if row["result"] else None,
+        kind=JobKind(row["kind"]),
+        engine=row["engine"],
+        lane=row["lane"],
     )
 
 
@@ -78,16 +81,21 @@ class SqliteJobQueue(JobQueue):
         # One statement inserts every job or none: the cap's count and the inserts see the
         # same rows (the single write path runs nothing in between), so concurrent requests
         # cannot overshoot it, and a refused request leaves nothing behind.
-        values = ", ".join("(?, ?, ?, ?, ?, ?)" for _ in jobs)
+        for j in jobs:
+            if j.lane not in LANES:
+                raise ValueError(f"unknown lane {j.lane!r}; one of {LANES}")
+        values = ", ".join("(?, ?, ?, ?, ?, ?, ?, ?, ?)" for _ in jobs)
         params: list[Any] = []
         for n, j in enumerate(jobs, start=1):
             params += [j.id, n, j.session_id, j.pin_id, j.priority, json.dumps(j.payload)]
+            params += [j.kind.value, j.engine, j.lane]
         room, room_params = self._room_for(jobs)
         insert = (
             "INSERT INTO jobs (id, seq, session_id, pin_id, status, priority, payload,"
-            " max_attempts, created_at)"
+            " max_attempts, created_at, kind, engine, lane)"
             " SELECT v.column1, (SELECT COALESCE(MAX(seq), 0) FROM jobs) + v.column2,"
-            " v.column3, v.column4, 'queued', v.column5, v.column6, ?, ?"
+            " v.column3, v.column4, 'queued', v.column5, v.column6, ?, ?,"
+            " v.column7, v.column8, v.column9"
             f" FROM (VALUES {values}) AS v WHERE {room} RETURNING id",
             (self._max_attempts, now, *params, *room_params),
         )
@@ -114,6 +122,9 @@ class SqliteJobQueue(JobQueue):
                 finished_at=None,
                 error=None,
                 layer_id=None,
+                kind=j.kind,
+                engine=j.engine,
+                lane=j.lane,
             )
             for j in jobs
         ]
@@ -148,13 +159,13 @@ class SqliteJobQueue(JobQueue):
                 )
         return f"at most {self._cap} unfinished jobs per session; try again"
 
-    async def claim(self, owner: str, lease_seconds: float) -> Job | None:
+    async def claim(self, owner: str, lease_seconds: float, lane: str = "local") -> Job | None:
         now = time.time()
         pick = (
             # The session served longest ago (never served counts as longest ago; ties go
             # to the oldest job)...
             "SELECT j.id FROM jobs j LEFT JOIN queue_turns t ON t.session_id = j.session_id"
-            " WHERE j.status = 'queued'"
+            " WHERE j.status = 'queued' AND j.lane = ?"
             " ORDER BY COALESCE(t.last_claimed, 0), j.seq LIMIT 1"
         )
         result = await self._db.write(
@@ -164,18 +175,18 @@ class SqliteJobQueue(JobQueue):
                 f" SELECT session_id, (SELECT COALESCE(MAX(last_claimed), 0) + 1"
                 f"   FROM queue_turns) FROM jobs WHERE id = ({pick})"
                 f" ON CONFLICT(session_id) DO UPDATE SET last_claimed = excluded.last_claimed",
-                (),
+                (lane,),
             ),
             # ...and its most urgent job is leased, in the same transaction.
             (
                 f"UPDATE jobs SET status = 'running', lease_owner = ?, lease_expires = ?,"
                 f" attempts = attempts + 1, started_at = ?"
-                f" WHERE id = (SELECT j.id FROM jobs j WHERE j.status = 'queued'"
+                f" WHERE id = (SELECT j.id FROM jobs j WHERE j.status = 'queued' AND j.lane = ?"
                 f"   AND j.session_id = (SELECT session_id FROM queue_turns"
                 f"     ORDER BY last_claimed DESC LIMIT 1)"
                 f"   ORDER BY j.priority DESC, j.seq LIMIT 1)"
                 f" RETURNING {_COLUMNS}",
-                (owner, now + lease_seconds, now),
+                (owner, now + lease_seconds, now, lane),
             ),
         )
         return _job(result.rows[0]) if result.rows else None
@@ -287,7 +298,12 @@ class SqliteJobQueue(JobQueue):
             f" LEFT JOIN queue_turns t USING (session_id)"
             f" WHERE status = 'queued' ORDER BY seq"
         )
-        return simulate_claims([(_job(r), r["turn"]) for r in rows])
+        jobs = [(_job(r), r["turn"]) for r in rows]
+        return [
+            job
+            for lane in LANES
+            for job in simulate_claims([(j, turn) for j, turn in jobs if j.lane == lane])
+        ]
 
 
 def simulate_claims(jobs: list[tuple[Job, float]]) -> list[Job]:

@@ -3,6 +3,10 @@
 What a job *does* is the runner's business (the review layer); the worker owns the queue
 mechanics: leases and heartbeats, cancellation, retries, one job per device at a time,
 progress throttled to a few updates per second and handed back to the event loop.
+
+Two lanes: ``local`` jobs (CPU and GPU engines) run one at a time on this machine's device;
+``hosted`` jobs spend their time waiting on a vendor's API, so up to ``hosted_concurrency``
+of them run at once beside the local one and never hold it up.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import anyio
+import anyio.lowlevel
 import anyio.to_thread
 
 from ...shared.errors import ProofroomError
@@ -50,7 +55,8 @@ class JobRunner(Protocol):
 
 
 class Worker:
-    """Runs queued jobs one at a time; use ``async with`` or call :meth:`run` in a task group."""
+    """Runs local jobs one at a time and hosted ones up to ``hosted_concurrency`` beside
+    them; call :meth:`run` in a task group."""
 
     def __init__(
         self,
@@ -60,6 +66,7 @@ class Worker:
         node: str = "embedded",
         lease_seconds: float = 30.0,
         progress_interval: float = 0.2,
+        hosted_concurrency: int = 4,
     ) -> None:
         self.queue = queue
         self.runner = runner
@@ -68,10 +75,15 @@ class Worker:
         self.lease_seconds = lease_seconds
         self.progress_interval = progress_interval
         self._cancel_flags: dict[str, threading.Event] = {}
-        #: One job per device at a time: a job's engine call holds this.
+        #: One job per device at a time: a local job's engine call holds this.
         self.device = anyio.CapacityLimiter(1)
-        #: The job running now, if any.
+        #: Hosted calls in flight at once (threads that mostly wait on the network).
+        self.hosted_concurrency = max(1, hosted_concurrency)
+        self.hosted = anyio.CapacityLimiter(self.hosted_concurrency)
+        #: The local job running now, if any.
         self.current: Job | None = None
+        #: Every job running now, local and hosted, by id.
+        self.running: dict[str, Job] = {}
 
     def stop(self) -> None:
         """Shutting down: stop the running job at its next step (it is requeued on restart)."""
@@ -85,34 +97,71 @@ class Worker:
             flag.set()
 
     async def run(self) -> None:
-        """Claim and run jobs until cancelled."""
+        """Claim and run jobs until cancelled: one local job at a time, hosted ones beside."""
         for job in await self.queue.release_owner(f"{self.node}:", keep=self.owner):
             await self.runner.stopped(job)
         for job in await self.queue.unpublished():
             await self._publish(job)
         next_expiry = 0.0
-        while True:
-            if time.monotonic() >= next_expiry:
-                for job in await self.queue.expire_leases():
-                    await self.runner.stopped(job)
-                next_expiry = time.monotonic() + self.lease_seconds / 4
-            self.queue.wakeup.clear()
-            claimed = await self.queue.claim(self.owner, self.lease_seconds)
-            if claimed is None:
+        local_busy = False
+        hosted_busy = 0
+
+        async def run_local(job: Job) -> None:
+            nonlocal local_busy
+            try:
+                await self.run_job(job)
+            finally:
+                local_busy = False
+                self.queue.wakeup.set()  # a slot is free: look for the next job
+
+        async def run_hosted(job: Job) -> None:
+            nonlocal hosted_busy
+            try:
+                await self.run_job(job)
+            finally:
+                hosted_busy -= 1
+                self.queue.wakeup.set()
+
+        async with anyio.create_task_group() as tg:
+            while True:
+                if time.monotonic() >= next_expiry:
+                    for job in await self.queue.expire_leases():
+                        await self.runner.stopped(job)
+                    next_expiry = time.monotonic() + self.lease_seconds / 4
+                self.queue.wakeup.clear()
+                claimed_any = False
+                if not local_busy:
+                    claimed = await self.queue.claim(self.owner, self.lease_seconds, "local")
+                    if claimed is not None:
+                        local_busy = claimed_any = True
+                        tg.start_soon(run_local, claimed)
+                while hosted_busy < self.hosted_concurrency:
+                    claimed = await self.queue.claim(self.owner, self.lease_seconds, "hosted")
+                    if claimed is None:
+                        break
+                    hosted_busy += 1
+                    claimed_any = True
+                    tg.start_soon(run_hosted, claimed)
+                if claimed_any:
+                    await anyio.lowlevel.checkpoint()  # let the new jobs start first
+                    continue
                 with anyio.move_on_after(self.lease_seconds / 2):
                     await self.queue.wakeup.wait()
-                continue
-            await self.run_job(claimed)
 
     async def run_job(self, job: Job) -> None:
         """Run one claimed job to its end."""
-        self.current = job
+        local = job.lane != "hosted"
+        if local:
+            self.current = job
+        self.running[job.id] = job
         flag = self._cancel_flags[job.id] = threading.Event()
         try:
             await self._run(job, flag)
         finally:
             self._cancel_flags.pop(job.id, None)
-            self.current = None
+            self.running.pop(job.id, None)
+            if local:
+                self.current = None
 
     async def _run(self, job: Job, flag: threading.Event) -> None:
         await self.runner.started(job)
@@ -140,7 +189,8 @@ class Worker:
             tg.start_soon(self._heartbeat, job, flag)
             tg.start_soon(self._report, job, updates)
             try:
-                output = await anyio.to_thread.run_sync(work, progress, limiter=self.device)
+                limiter = self.hosted if job.lane == "hosted" else self.device
+                output = await anyio.to_thread.run_sync(work, progress, limiter=limiter)
             except JobCancelled:
                 error = ("cancelled", False)
             except ProofroomError as exc:

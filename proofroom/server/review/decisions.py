@@ -38,6 +38,49 @@ def layer_state(decisions: list[Decision], required_approvals: int) -> LayerStat
     return LayerState.PENDING
 
 
+def variant_states(derived: list[LayerState]) -> list[LayerState]:
+    """The states of one fix request's variants (in the order they were made), given the
+    state each one's own decisions give it: approving one supersedes its siblings.
+
+    The first approved variant is kept; every other variant that would be pending (or,
+    after the required approvals were lowered, approved too) is superseded, so it no
+    longer waits for review. A variant someone rejected or asked changes on keeps that.
+    """
+    kept = next((i for i, state in enumerate(derived) if state is LayerState.APPROVED), None)
+    if kept is None:
+        return list(derived)
+    return [
+        LayerState.SUPERSEDED
+        if i != kept and state in (LayerState.PENDING, LayerState.APPROVED)
+        else state
+        for i, state in enumerate(derived)
+    ]
+
+
+def fix_of(layer: Map[Any]) -> str:
+    """The fix request (round) a layer belongs to; a layer from before rounds is its own."""
+    return str(layer.get(schema.Layer.FIX) or layer.get(schema.Layer.ID))
+
+
+def _own_state(layer: Map[Any], required: int) -> LayerState:
+    recorded = layer.get(schema.Layer.DECISIONS)
+    everyone: dict[str, Any] = recorded.to_py() or {} if isinstance(recorded, Map) else {}
+    return layer_state([Decision(d["decision"]) for d in everyone.values()], required)
+
+
+def _derive(room: Room, required: int, fix: str | None = None) -> list[tuple[Map[Any], LayerState]]:
+    """Every layer (of round ``fix``, or all) with the state the rule gives it now."""
+    groups: dict[str, list[Map[Any]]] = {}
+    for layer in room.layers:
+        if isinstance(layer, Map) and (fix is None or fix_of(layer) == fix):
+            groups.setdefault(fix_of(layer), []).append(layer)
+    out: list[tuple[Map[Any], LayerState]] = []
+    for variants in groups.values():
+        states = variant_states([_own_state(layer, required) for layer in variants])
+        out.extend(zip(variants, states, strict=True))
+    return out
+
+
 def find_layer(room: Room, layer_id: str) -> Map[Any] | None:
     for layer in room.layers:
         if isinstance(layer, Map) and layer.get(schema.Layer.ID) == layer_id:
@@ -91,6 +134,9 @@ class Decisions:
                 raise NotFound("no such layer in this session")
             if decision is Decision.APPROVE:
                 locks.require_unchanged(room, locked)
+            fix = fix_of(layer)
+            if decision is Decision.APPROVE:
+                _refuse_if_sibling_approved(room, layer_id, fix)
             recorded = layer.get(schema.Layer.DECISIONS)
             if not isinstance(recorded, Map):
                 recorded = Map()
@@ -99,10 +145,19 @@ class Decisions:
             recorded[actor.user_id] = {"decision": decision.value, "note": note, "at": now}
             before = layer.get(schema.Layer.STATE)
             everyone: dict[str, Any] = recorded.to_py() or {}
-            state = layer_state(
-                [Decision(d["decision"]) for d in everyone.values()], session.required_approvals
-            )
-            layer[schema.Layer.STATE] = state.value
+            state = LayerState.PENDING
+            siblings = []
+            # The decided layer and its siblings, in one rule: approving one supersedes
+            # the others; withdrawing that approval puts them back up for review.
+            for lay, new in _derive(room, session.required_approvals, fix):
+                lay_id = str(lay.get(schema.Layer.ID))
+                old = lay.get(schema.Layer.STATE)
+                if lay_id == layer_id:
+                    state = new
+                elif new.value != old:
+                    siblings.append({"layer": lay_id, "state": new.value, "previous_state": old})
+                if new.value != old:
+                    lay[schema.Layer.STATE] = new.value
             pin_id = layer.get(schema.Layer.PIN_ID)
             pin_change = _sync_pin(room, pin_id, layer_id, state, before)
             return {
@@ -112,6 +167,7 @@ class Decisions:
                 "state": state.value,
                 "pin": pin_change,
                 "decisions": everyone,
+                "siblings": siblings,
             }
 
         def audit(outcome: dict[str, Any]) -> list[Statement]:
@@ -127,6 +183,7 @@ class Decisions:
                         "replaces": outcome["previous"],
                         "state": outcome["state"],
                         "was": outcome["before"],
+                        "variants": outcome["siblings"],
                     },
                 )
             ]
@@ -149,6 +206,21 @@ class Decisions:
                 },
             )
         )
+        for sibling in outcome["siblings"]:
+            self.bus.publish(
+                events.Event(
+                    events.LAYER_DECISION,
+                    session_id,
+                    {
+                        **sibling,
+                        "pin": outcome["pin_id"],
+                        "decision": None,
+                        "user": actor.user_id,
+                        "at": now,
+                        "reason": f"a variant of the same fix ({layer_id}) was decided",
+                    },
+                )
+            )
         if outcome["pin"] is not None:
             kind = events.PIN_RESOLVED if outcome["pin"] == "resolved" else events.PIN_REOPENED
             self.bus.publish(
@@ -159,7 +231,8 @@ class Decisions:
                 )
             )
         return {
-            "layer": {"id": layer_id, "state": outcome["state"], "decisions": outcome["decisions"]}
+            "layer": {"id": layer_id, "state": outcome["state"], "decisions": outcome["decisions"]},
+            "variants": [{"id": v["layer"], "state": v["state"]} for v in outcome["siblings"]],
         }
 
     async def set_required_approvals(
@@ -259,16 +332,26 @@ class Decisions:
 
 def _rederive(room: Room, required: int) -> list[tuple[Map[Any], LayerState]]:
     """The layers whose state changes when ``required`` approvals are needed, and to what."""
-    moves = []
-    for layer in room.layers:
-        if not isinstance(layer, Map):
-            continue
-        recorded = layer.get(schema.Layer.DECISIONS)
-        everyone: dict[str, Any] = recorded.to_py() or {} if isinstance(recorded, Map) else {}
-        state = layer_state([Decision(d["decision"]) for d in everyone.values()], required)
-        if state.value != layer.get(schema.Layer.STATE):
-            moves.append((layer, state))
-    return moves
+    return [
+        (layer, state)
+        for layer, state in _derive(room, required)
+        if state.value != layer.get(schema.Layer.STATE)
+    ]
+
+
+def _refuse_if_sibling_approved(room: Room, layer_id: str, fix: str) -> None:
+    """Conflict if another variant of this layer's fix request is approved already."""
+    for lay in room.layers:
+        if (
+            isinstance(lay, Map)
+            and lay.get(schema.Layer.ID) != layer_id
+            and fix_of(lay) == fix
+            and lay.get(schema.Layer.STATE) == LayerState.APPROVED.value
+        ):
+            raise Conflict(
+                f"{lay.get(schema.Layer.ID)}, another variant of the same fix, is approved;"
+                " withdraw that approval (request changes or reject) to approve this one"
+            )
 
 
 def _sync_pin(room: Room, pin_id: Any, layer_id: str, state: LayerState, before: Any) -> str | None:

@@ -108,9 +108,9 @@ ON CONFLICT (session_id, pin_id) DO NOTHING
 """
 
 _INSERT_LAYER = """
-INSERT INTO producer_layers (session_id, layer_id, pin_id, created_at, state)
-VALUES (?1, ?2, ?3, ?4, 'pending')
-ON CONFLICT (session_id, layer_id) DO NOTHING
+INSERT INTO producer_layers (session_id, layer_id, pin_id, created_at, state, fix)
+VALUES (?1, ?2, ?3, ?4, 'pending', ?5)
+ON CONFLICT (session_id, layer_id) DO UPDATE SET fix = coalesce(fix, excluded.fix)
 """
 
 # In SET expressions ``state`` is still the old value.
@@ -123,11 +123,13 @@ UPDATE producer_layers SET
 WHERE session_id = ?1 AND layer_id = ?2
 """
 
-# Rounds: the pin's versions up to and including the one approved first.
+# Rounds: the pin's fix requests up to and including the one whose version was approved
+# first. The variants of one request are one round (they share ``fix``); a version without
+# one (an upload, or a layer the index never saw created) is a round of its own.
 _FIRST_APPROVAL = """
 UPDATE producer_pins SET
     first_approved_at = ?3,
-    rounds = (SELECT count(*) FROM producer_layers
+    rounds = (SELECT count(DISTINCT coalesce(fix, layer_id)) FROM producer_layers
               WHERE session_id = ?1 AND pin_id = ?2 AND created_at <= (
                   SELECT created_at FROM producer_layers WHERE session_id = ?1 AND layer_id = ?4))
 WHERE session_id = ?1 AND pin_id = ?2 AND first_approved_at IS NULL
@@ -156,6 +158,8 @@ class ProducerIndex:
         self.db = db
         #: True while :meth:`rebuild` runs.
         self.rebuilding = False
+        #: Index writes queued by :meth:`on_event` and not committed yet.
+        self._pending: set[asyncio.Future[Any]] = set()
 
     # -- live maintenance -----------------------------------------------------------------
 
@@ -164,11 +168,15 @@ class ProducerIndex:
         if event.type not in INDEXED:
             return
         future = self.db.submit(*self.statements(event), self.refresh(event.session_id, event.at))
+        self._pending.add(future)
+        future.add_done_callback(self._pending.discard)
         future.add_done_callback(_log_failure)
 
     async def flush(self) -> None:
-        """Wait until every event seen so far is committed to the index."""
-        await self.db.write()
+        """Wait until every event seen so far is committed to the index (at once when
+        nothing is outstanding: the dashboard reads after each burst of events)."""
+        if self._pending:
+            await asyncio.wait(list(self._pending))
 
     async def ingest(self, batch: Iterable[events.Event]) -> None:
         """Index many events in one commit, refreshing each session's figures once."""
@@ -210,7 +218,8 @@ class ProducerIndex:
         elif event.type == events.LAYER_CREATED:
             layer = _text(data.get("layer"))
             if layer is not None:
-                out.append((_INSERT_LAYER, (sid, layer, _text(data.get("pin")), at)))
+                fix = _text(data.get("fix"))
+                out.append((_INSERT_LAYER, (sid, layer, _text(data.get("pin")), at, fix)))
         elif event.type == events.LAYER_DECISION:
             out += self._decision(sid, data, at)
         elif event.type in _JOB_STATUS:
@@ -231,7 +240,7 @@ class ProducerIndex:
         if layer is None or state not in {s.value for s in LayerState}:
             return []
         out: list[Statement] = [
-            (_INSERT_LAYER, (sid, layer, pin, at)),  # a layer the index never saw created
+            (_INSERT_LAYER, (sid, layer, pin, at, None)),  # one the index never saw created
             (_DECIDE_LAYER, (sid, layer, state, at)),
         ]
         if state == LayerState.APPROVED.value and pin is not None:
@@ -300,7 +309,7 @@ def session_statements(room: Any, session: Any) -> list[Statement]:
         )
     )
     activity = created
-    layers: list[tuple[str, str | None, float, str, float | None]] = []
+    layers: list[tuple[str, str | None, float, str, float | None, str]] = []
     for layer in room.layers:
         if not isinstance(layer, Map):
             continue
@@ -322,15 +331,17 @@ def session_statements(room: Any, session: Any) -> list[Statement]:
         approved_at = None
         if state == LayerState.APPROVED.value and approvals:
             approved_at = approvals[min(required, len(approvals)) - 1]
-        layers.append((layer_id, _text(data.get(schema.Layer.PIN_ID)), made, state, approved_at))
+        fix = _text(data.get(schema.Layer.FIX)) or layer_id
+        pin = _text(data.get(schema.Layer.PIN_ID))
+        layers.append((layer_id, pin, made, state, approved_at, fix))
         activity = max(activity, made, *times)
-    for layer_id, pin_id, made, state, approved_at in layers:
+    for layer_id, pin_id, made, state, approved_at, fix in layers:
         out.append(
             (
                 "INSERT OR REPLACE INTO producer_layers"
-                " (session_id, layer_id, pin_id, created_at, state, approved_at)"
-                " VALUES (?,?,?,?,?,?)",
-                (sid, layer_id, pin_id, made, state, approved_at),
+                " (session_id, layer_id, pin_id, created_at, state, approved_at, fix)"
+                " VALUES (?,?,?,?,?,?,?)",
+                (sid, layer_id, pin_id, made, state, approved_at, fix),
             )
         )
     for pin_id, pin in room.pins.items():
@@ -342,7 +353,7 @@ def session_statements(room: Any, session: Any) -> list[Statement]:
         own = sorted((lay for lay in layers if lay[1] == pin_id), key=lambda lay: lay[2])
         approved = [lay for lay in own if lay[4] is not None]
         first = min(approved, key=lambda lay: lay[4] or 0.0) if approved else None
-        rounds = sum(1 for lay in own if first and lay[2] <= first[2]) if first else None
+        rounds = len({lay[5] for lay in own if lay[2] <= first[2]}) if first else None
         out.append(
             (
                 "INSERT OR REPLACE INTO producer_pins"

@@ -5,8 +5,10 @@ from __future__ import annotations
 import io
 import secrets
 import time
+from functools import partial
 from typing import Any
 
+import anyio
 import numpy as np
 from PIL import Image
 from pycrdt import Array, Map
@@ -17,7 +19,7 @@ from ...shared.errors import BadRequest, Conflict, NotFound
 from ...shared.permissions import Action
 from ..bodies import parse_json
 from ..identity import Identity
-from ..images import normalize_image_in_thread, run_image_job
+from ..images import downscaled_preview, normalize_image_in_thread, run_image_job
 from ..rooms import Room, RoomManager
 from ..store.blobs import BlobStore
 from ..store.db import Statement
@@ -28,6 +30,8 @@ from .flatten import flatten_layers
 from .masks import parse_box
 
 MAX_LOCKS = 64
+#: Pictures whose preview blob id is remembered (the previews themselves are blobs).
+MAX_PREVIEWS = 512
 
 
 class Versions:
@@ -47,6 +51,29 @@ class Versions:
         self.rooms = rooms
         self.bus = bus
         self.max_pixels = max_pixels
+        # picture blob -> its preview's blob id ("" when the picture is small enough).
+        self._previews: dict[str, str] = {}
+        self._making: dict[str, anyio.Event] = {}
+
+    async def preview(self, blob_id: str) -> str | None:
+        """The blob id of a big picture's downscaled preview (made once, then cached as a
+        blob); None when the picture is small enough to be its own preview."""
+        while blob_id not in self._previews:
+            if blob_id in self._making:  # someone is making it: one decode per picture
+                await self._making[blob_id].wait()
+                continue
+            done = self._making[blob_id] = anyio.Event()
+            try:
+                data = await self.blobs.get(blob_id)
+                small = await run_image_job(partial(downscaled_preview, data))
+                made = "" if small is None else await self.blobs.put(small)
+                if len(self._previews) >= MAX_PREVIEWS:
+                    self._previews.pop(next(iter(self._previews)))  # the oldest
+                self._previews[blob_id] = made
+            finally:
+                del self._making[blob_id]
+                done.set()
+        return self._previews[blob_id] or None
 
     async def upload(
         self,
@@ -100,6 +127,7 @@ class Versions:
             schema.Layer.PATCH: patch_id,
             schema.Layer.BOX: list(patch_box),
             schema.Layer.PARENT: parent_id,
+            schema.Layer.FIX: layer_id,  # an upload is a round of its own
             schema.Layer.SOURCE: LayerSource.UPLOAD.value,
             schema.Layer.PARAMS: {"engine": "upload", "upload": len(image)},
             schema.Layer.AUTHOR: actor.user_id,
@@ -127,6 +155,7 @@ class Versions:
                 {
                     "layer": layer_id,
                     "pin": pin_id,
+                    "fix": layer_id,
                     "source": "upload",
                     "author": actor.user_id,
                     "at": layer[schema.Layer.CREATED_AT],

@@ -206,4 +206,23 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         PRIMARY KEY (session_id, client_id)
     ) WITHOUT ROWID;
     """,
+    # 8: the producer's index knows each version's fix request (a round is one request, its
+    # variants share it). The index counted variants as rounds before: empty it, so that it
+    # is rebuilt from the documents at start (an empty index over existing sessions is).
+    """
+    ALTER TABLE producer_layers ADD COLUMN fix TEXT;
+    DELETE FROM producer_sessions;
+    DELETE FROM producer_pins;
+    DELETE FROM producer_layers;
+    DELETE FROM producer_jobs;
+    """,
+    # 9: job kinds and engines (a request names its engine), and lanes: hosted-engine jobs
+    # run beside the local worker, so they are claimed apart. Jobs from before were edits
+    # run by the server's one engine (engine NULL: the runner uses today's default).
+    """
+    ALTER TABLE jobs ADD COLUMN kind TEXT NOT NULL DEFAULT 'edit';
+    ALTER TABLE jobs ADD COLUMN engine TEXT;
+    ALTER TABLE jobs ADD COLUMN lane TEXT NOT NULL DEFAULT 'local';
+    CREATE INDEX jobs_lane ON jobs(lane, status, seq);
+    """,
 )

@@ -232,6 +232,23 @@ async def get_blob(request: Request) -> Response:
     return Response(data, media_type=media, headers=headers)
 
 
+async def get_blob_preview(request: Request) -> Response:
+    """A big picture's downscaled JPEG, drawn first while the full image loads; a picture
+    small enough to need none is sent as it is."""
+    await identity(request)
+    svc = services(request)
+    blob_id = request.path_params["blob_id"]
+    preview = await svc.versions.preview(blob_id)
+    served = preview or blob_id
+    etag = f'"{served}"'
+    headers = {"Cache-Control": "private, max-age=31536000, immutable", "ETag": etag}
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers=headers)
+    data = await svc.blobs.get(served)
+    media = "image/jpeg" if preview else "image/png"
+    return Response(data, media_type=media, headers=headers)
+
+
 def job_json(job: Job) -> dict[str, Any]:
     return {
         "id": job.id,
@@ -308,4 +325,5 @@ routes = [
     Route("/api/jobs/{job_id}", get_job),
     Route("/api/jobs/{job_id}/cancel", cancel_job, methods=["POST"]),
     Route("/blobs/{blob_id}", get_blob),
+    Route("/blobs/{blob_id}/preview", get_blob_preview),
 ]

@@ -1,5 +1,10 @@
 """``GET /api/events``: review events as a server-sent event stream.
 
+A browser's ``EventSource`` cannot send an ``Authorization`` header, and a token in a URL
+ends up in logs and histories: ``POST /api/events/ticket`` (with the token in the header)
+answers a ticket that opens one stream, once, within a minute, as the same person and for
+nothing else. ``?token=`` still works for scripts.
+
 The stream ends when the client goes away, when the server shuts down (uvicorn waits for
 open responses before it stops, so the app is told through the lifespan state, see
 ``app.uvicorn_config``), or when the subscriber falls behind the event bus; the last two
@@ -10,25 +15,72 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
+import time
 from collections.abc import Callable
 from typing import Any
 
 import anyio
 from anyio import CancelScope
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from ...shared.errors import BadRequest, Forbidden
+from ...shared.errors import BadRequest, Forbidden, RateLimited, Unauthorized
 from ..review.events import Event, EventBus
-from .common import identity, services
+from .common import identity, services, token_of
 
 #: Lifespan-state key of the asyncio.Event set when the server starts shutting down.
 DRAINING = "proofroom_draining"
 #: How long a client should wait before reconnecting (the SSE ``retry:`` field), in ms.
 RETRY_MS = 3000
 MAX_TYPES = 32
+#: How long a stream ticket is good for, in seconds (it is used at once, by the page that
+#: asked for it), and how many may be outstanding.
+TICKET_SECONDS = 60.0
+MAX_TICKETS = 10_000
+TICKET_PREFIX = "pr_ticket_"
+
+
+class StreamTickets:
+    """Single-use, short-lived tickets for ``GET /api/events?ticket=`` (in this process).
+
+    A ticket stands for the token that asked for it, which is resolved again when the
+    ticket is used: a revoked or expired invite opens no stream through a ticket either.
+    """
+
+    def __init__(self, ttl: float = TICKET_SECONDS, limit: int = MAX_TICKETS) -> None:
+        self.ttl = ttl
+        self.limit = limit
+        self._tickets: dict[str, tuple[float, str]] = {}
+
+    def issue(self, token: str, now: float | None = None) -> str:
+        """A new ticket that opens one stream as ``token``'s holder."""
+        now = time.monotonic() if now is None else now
+        self._tickets = {k: v for k, v in self._tickets.items() if v[0] > now}
+        if len(self._tickets) >= self.limit:
+            raise RateLimited("too many event-stream tickets outstanding; try again soon")
+        ticket = TICKET_PREFIX + secrets.token_urlsafe(24)
+        self._tickets[ticket] = (now + self.ttl, token)
+        return ticket
+
+    def redeem(self, ticket: str, now: float | None = None) -> str:
+        """The token a ticket was issued for; a ticket opens one stream only."""
+        now = time.monotonic() if now is None else now
+        entry = self._tickets.pop(ticket, None)
+        if entry is None or entry[0] <= now:
+            raise Unauthorized("this event-stream ticket is unknown, used or expired")
+        return entry[1]
+
+
+def tickets(request: Request) -> StreamTickets:
+    """The app's ticket book (made on first use)."""
+    state = request.app.state
+    book: StreamTickets | None = getattr(state, "event_tickets", None)
+    if book is None:
+        book = state.event_tickets = StreamTickets()
+    return book
 
 
 def sse_frame(event: str, data: Any, event_id: int | None = None) -> bytes:
@@ -130,8 +182,23 @@ class EventStreamResponse(Response):
         scope.cancel()
 
 
+async def issue_ticket(request: Request) -> Response:
+    """``POST /api/events/ticket``: a ticket for one ``EventSource`` (see the docstring)."""
+    await identity(request)  # a token that works (a link's own token does not)
+    token = token_of(request)
+    assert token is not None
+    ticket = tickets(request).issue(token)
+    return JSONResponse({"ticket": ticket, "expires_in": TICKET_SECONDS}, status_code=201)
+
+
 async def event_stream(request: Request) -> Response:
-    actor = await identity(request)
+    ticket = request.query_params.get("ticket")
+    if ticket is not None:
+        if request.query_params.get("token") or request.headers.get("authorization"):
+            raise BadRequest("send a ticket or a token, not both")
+        actor = await services(request).auth.resolve(tickets(request).redeem(ticket))
+    else:
+        actor = await identity(request)
     svc = services(request)
     wanted = type_filter(request.query_params.get("types"))
     session = request.query_params.get("session") or None
@@ -153,4 +220,7 @@ async def event_stream(request: Request) -> Response:
     )
 
 
-routes = [Route("/api/events", event_stream)]
+routes = [
+    Route("/api/events", event_stream),
+    Route("/api/events/ticket", issue_ticket, methods=["POST"]),
+]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import anyio.to_thread
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -11,6 +12,7 @@ from starlette.routing import Route
 
 from ...shared.errors import BadRequest, PayloadTooLarge
 from ...shared.permissions import Action
+from ..engines.registry import describe_engines
 from .common import identity, json_body, services
 
 #: The fields each JSON endpoint here reads; anything else is a 400 (unknown_field).
@@ -20,6 +22,21 @@ SETTINGS_FIELDS = frozenset({"required_approvals"})
 #: Longer than any [x, y, w, h] of real pixel counts, short enough that no nesting in it
 #: can be deep enough to matter to the JSON decoder.
 MAX_BOX_CHARS = 200
+
+
+async def list_engines(request: Request) -> Response:
+    """Every engine Proofroom knows, whether it runs here and why not, its models and the
+    parameters it uses; and the engine a request that names none gets."""
+    await identity(request)
+    svc = services(request)
+    infos = await anyio.to_thread.run_sync(describe_engines, svc.settings)
+    return JSONResponse(
+        {
+            "default": {"edit": svc.fixes.default_engine},
+            "default_model": {"edit": svc.fixes.default_model},
+            "engines": [info.to_json() for info in infos],
+        }
+    )
 
 
 async def decide(request: Request) -> Response:
@@ -114,6 +131,7 @@ async def audit_log(request: Request) -> Response:
 
 
 routes = [
+    Route("/api/engines", list_engines),
     Route("/api/sessions/{session_id}/layers/{layer_id}/decision", decide, methods=["POST"]),
     Route("/api/sessions/{session_id}/pins/{pin_id}/versions", upload_version, methods=["POST"]),
     Route("/api/sessions/{session_id}/locks", set_locks, methods=["PUT"]),
