@@ -158,8 +158,10 @@ async def test_following_a_presenter_who_allows_it(
     # The presenter zooms in on the sun; the follower sees the same place.
     sx, sy = await to_page(presenter, 760, 130)
     await presenter.mouse.move(sx, sy)
+    await presenter.keyboard.down("Control")
     for _ in range(4):
         await presenter.mouse.wheel(0, -240)
+    await presenter.keyboard.up("Control")
 
     async def centre(page) -> tuple[float, float]:
         box = await page.locator("#stage").bounding_box()

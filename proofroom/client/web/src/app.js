@@ -23,7 +23,6 @@ export class App extends Emitter {
       draft: null, // {box, color} while dragging a region, a mask box or a lock
       tab: 'pins'
     }
-    this.layerVisible = new Map() // layer id -> bool, overriding the default by state
     this.masks = new Map() // pin id -> painted strokes (image pixels)
     this.jobBoxes = new Map() // job id -> the box this page asked the fix for
     this.redraw = () => {}
@@ -60,17 +59,16 @@ export class App extends Emitter {
     this.set('selectedLayer', id)
   }
 
-  /** Layers drawn now: approved and pending ones unless toggled, in document order. */
-  isLayerVisible (layer) {
-    const forced = this.layerVisible.get(layer.id)
-    if (forced !== undefined) return forced
-    return layer.state === 'approved' || layer.state === 'pending'
-  }
-
-  setLayerVisible (id, on) {
-    this.layerVisible.set(id, on)
-    this.emit('layers-visible')
-    this.redraw()
+  /**
+   * The layers drawn now (DESIGN.md section 6): the approved chain in document order, then
+   * the one candidate a person selected on top, never every pending version at once.
+   */
+  shownLayers () {
+    const layers = this.store.layerList()
+    const shown = layers.filter((l) => l.state === 'approved')
+    const selected = this.state.selectedLayer && this.store.layer(this.state.selectedLayer)
+    if (selected && selected.state !== 'approved') shown.push(selected)
+    return shown
   }
 
   maskOf (pinId) {
@@ -80,8 +78,8 @@ export class App extends Emitter {
 
   /** What the image canvas draws. */
   imageScene () {
-    const { width, height, base } = this.session
-    const layers = this.store.layerList().filter((l) => this.isLayerVisible(l))
+    const { width, height, base, preview } = this.session
+    const layers = this.shownLayers()
     const previews = []
     for (const job of this.store.jobList()) {
       if (job.status !== 'running' || !job.preview) continue
@@ -92,7 +90,7 @@ export class App extends Emitter {
     const c = this.state.compare
     const layer = c && this.store.layer(this.state.selectedLayer)
     if (layer) compare = { ...c, layer, before: this.store.parentChain(layer) }
-    return { width, height, base, layers, previews, compare }
+    return { width, height, base, preview, layers, previews, compare }
   }
 
   /** Where a job's preview goes: the box the server gives, the one we asked, or the region. */

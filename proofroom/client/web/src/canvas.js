@@ -10,7 +10,7 @@ export class CanvasRenderer extends Surface {
   /**
    * @param {HTMLCanvasElement} canvas
    * @param {import('./view.js').View} view
-   * @param {() => object} scene  what to draw: {base, layers, previews, compare}
+   * @param {() => object} scene  what to draw: {base, preview, layers, previews, compare}
    */
   constructor (canvas, view, images, scene) {
     super(canvas, view, scene)
@@ -68,7 +68,10 @@ export class CanvasRenderer extends Surface {
 
   _base (scene) {
     const { ctx } = this
-    const base = this.images.get(scene.base)
+    // A big picture's downscaled preview stands in until the full image has decoded.
+    const full = this.images.get(scene.base)
+    const base = full || (scene.preview ? this.images.get(scene.preview) : null)
+    this._mark('base', full ? 'full' : base ? 'preview' : 'none')
     if (base) {
       ctx.drawImage(base, 0, 0, scene.width, scene.height)
     } else {
@@ -97,9 +100,10 @@ export class CanvasRenderer extends Surface {
       if (compare.mode === 'diff') this._patch(compare.layer)
       return false
     }
-    let patches = 0
-    for (const layer of scene.layers) if (this._patch(layer)) patches++
-    this._mark('patches', patches) // layer patches drawn
+    const drawn = []
+    for (const layer of scene.layers) if (this._patch(layer)) drawn.push(layer.id)
+    this._mark('patches', drawn.length) // layer patches drawn
+    this._mark('layers', drawn.join(' ')) // which ones, bottom to top
     let animating = false
     const t = performance.now()
     for (const preview of scene.previews) {

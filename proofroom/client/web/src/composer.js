@@ -25,6 +25,7 @@ export class PinComposer {
     })
     const send = () => this.submit(text.value)
     text.addEventListener('keydown', (e) => {
+      if (e.defaultPrevented) return // the @mention list took the key
       if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
         e.preventDefault()
         send()
@@ -47,6 +48,8 @@ export class PinComposer {
       h('span', { class: 'hint' }, 'Enter to add · Shift+Enter new line'),
       h('button', { type: 'button', class: 'ghost', onclick: () => this.close() }, 'Cancel'),
       h('button', { type: 'submit', class: 'primary' }, 'Add pin')))
+    // On a small screen the panel is a sheet over the canvas: fold it away while writing.
+    document.body.classList.remove('sidebar-open')
     this.host.append(this.el)
     attachMentions(text, () => this.app.presence.knownNames())
     this.position()
@@ -78,11 +81,22 @@ export class PinComposer {
     if (!this.el || !this.draft) return
     const { view } = this.app
     const [sx, sy] = view.toScreen(this.draft.x, this.draft.y)
-    // Keep the box on the stage, preferably right of and below the point.
     const w = this.el.offsetWidth || 280
     const hgt = this.el.offsetHeight || 130
-    const x = Math.max(8, Math.min(view.width - w - 8, sx + 14))
-    const y = Math.max(8, Math.min(view.height - hgt - 8, sy + 14))
+    // Beside the point, never over it: right and below by preference, else the first
+    // other corner where the box fits on the stage; a marker's head sits above its point.
+    const gap = 14
+    const head = 44
+    const fits = ([x, y]) => x >= 8 && y >= 8 && x + w <= view.width - 8 && y + hgt <= view.height - 8
+    const places = [
+      [sx + gap, sy + gap],
+      [sx - gap - w, sy + gap],
+      [sx + gap, sy - head - hgt],
+      [sx - gap - w, sy - head - hgt]
+    ]
+    let [x, y] = places.find(fits) || places[0]
+    x = Math.max(8, Math.min(view.width - w - 8, x))
+    y = Math.max(8, Math.min(view.height - hgt - 8, y))
     this.el.style.transform = `translate(${x}px, ${y}px)`
   }
 }

@@ -21,7 +21,8 @@ export const LAYER_STATE_LABEL = {
   pending: 'Pending',
   approved: 'Approved',
   changes_requested: 'Changes requested',
-  rejected: 'Rejected'
+  rejected: 'Rejected',
+  superseded: 'Superseded' // another variant of its round was approved
 }
 
 export const DECISION_LABEL = {

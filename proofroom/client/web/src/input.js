@@ -149,17 +149,37 @@ export function attachInput (stage, app, { onPinDraft, onLockDrawn }) {
     if (!pointers.has(e.pointerId)) presence.setCursor(null)
   })
 
+  // The Figma convention: scrolling pans (two fingers on a trackpad, in both directions;
+  // Shift turns a mouse wheel sideways), pinching or Ctrl/Cmd+scroll zooms about the
+  // pointer. Chromium, Firefox and Edge report a trackpad pinch as a wheel with ctrlKey.
   stage.addEventListener('wheel', (e) => {
     e.preventDefault()
     const at = local(e)
-    if (e.shiftKey) view.panBy(-e.deltaX || -e.deltaY, 0)
-    else {
-      // Lines (a mouse wheel) and pixels (a trackpad) scroll by very different amounts.
-      const delta = e.deltaMode === 1 ? e.deltaY * 33 : e.deltaY
-      view.zoomAt(Math.exp(-delta * 0.0015), ...at)
+    // Lines (a mouse wheel) and pages scroll by very different amounts from pixels.
+    const unit = e.deltaMode === 1 ? 33 : e.deltaMode === 2 ? view.height : 1
+    let dx = e.deltaX * unit
+    let dy = e.deltaY * unit
+    if (e.ctrlKey || e.metaKey) {
+      // A pinch sends many small deltas, a wheel notch one large one (capped: ~1.35x).
+      view.zoomAt(Math.exp(-Math.max(-50, Math.min(50, dy)) * 0.006), ...at)
+    } else {
+      if (e.shiftKey && !dx) [dx, dy] = [dy, 0]
+      view.panBy(-dx, -dy)
     }
     userMoved()
   }, { passive: false })
+
+  // Safari (macOS trackpads, iPad with a trackpad) reports a pinch as gesture events.
+  let gestureScale = 1
+  stage.addEventListener('gesturestart', (e) => { e.preventDefault(); gestureScale = 1 })
+  stage.addEventListener('gesturechange', (e) => {
+    e.preventDefault()
+    if (!(e.scale > 0)) return
+    view.zoomAt(e.scale / gestureScale, ...local(e))
+    gestureScale = e.scale
+    userMoved()
+  })
+  stage.addEventListener('gestureend', (e) => e.preventDefault())
 
   window.addEventListener('keydown', (e) => {
     if (e.code === 'Space' && !isTypingTarget(e.target)) {

@@ -40,6 +40,11 @@ export function linkKey (token) {
   return (h2 >>> 0).toString(16).padStart(8, '0') + (h1 >>> 0).toString(16).padStart(8, '0')
 }
 
+/** The admin token the producer's dashboard keeps in this tab (producer.js ADMIN_KEY). */
+function sessionAdminToken () {
+  try { return sessionStorage.getItem('proofroom:admin') } catch (_err) { return null }
+}
+
 /** The address without its token: what stays in the bar and the history. */
 function forgetUrlToken (sessionId) {
   history.replaceState(history.state, '', `/s/${encodeURIComponent(sessionId)}${location.hash}`)
@@ -53,6 +58,9 @@ export async function resolvePerson (sessionId) {
   const urlToken = new URLSearchParams(location.search).get('token')
   const stored = load(sessionId)
   if (!urlToken) {
+    // Opened from the producer's dashboard in this tab: its admin token, never in a URL.
+    const admin = stored.current ? null : sessionAdminToken()
+    if (admin) return { token: admin, me: await new Api(admin).get('/api/whoami') }
     if (!stored.current) return null
     return { token: stored.current, me: await new Api(stored.current).get('/api/whoami') }
   }

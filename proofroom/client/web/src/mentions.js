@@ -31,10 +31,12 @@ export function mentions (text, name) {
 
 /**
  * Suggest names while typing "@..." in `input`; `names()` gives the candidates.
- * Arrow keys move, Enter or Tab picks, Escape closes.
+ * Arrow keys move, Enter or Tab picks, Escape closes. While the list is open its keys are
+ * the list's alone: they run before the input's other handlers (a capturing listener on
+ * the input itself), so Enter picks a name and never sends the half-typed text.
  */
 export function attachMentions (input, names) {
-  const list = h('ul', { class: 'mention-list', role: 'listbox', hidden: true })
+  const list = h('ul', { class: 'mention-list', role: 'listbox', 'aria-label': 'People to mention', hidden: true })
   input.after(list)
   let options = []
   let active = 0
@@ -65,6 +67,23 @@ export function attachMentions (input, names) {
       }
     }, '@' + name)))
     list.hidden = options.length === 0
+    if (!list.hidden) place()
+  }
+  // Below the field where the page has room for the list, above it otherwise: never over
+  // the text being typed.
+  const place = () => {
+    const field = input.getBoundingClientRect()
+    const room = (input.closest('.stage') || document.documentElement).getBoundingClientRect()
+    const below = Math.min(room.bottom, window.innerHeight) - field.bottom
+    const height = list.offsetHeight
+    list.style.left = `${input.offsetLeft}px`
+    if (below >= height + 4 || field.top - Math.max(room.top, 0) < height + 4) {
+      list.style.top = `${input.offsetTop + input.offsetHeight + 2}px`
+      list.style.bottom = ''
+    } else {
+      list.style.top = `${input.offsetTop - height - 2}px`
+      list.style.bottom = ''
+    }
   }
 
   input.addEventListener('input', () => {
@@ -78,7 +97,7 @@ export function attachMentions (input, names) {
     show()
   })
   input.addEventListener('keydown', (e) => {
-    if (list.hidden) return
+    if (list.hidden || e.isComposing) return
     if (e.key === 'ArrowDown' || e.key === 'ArrowUp') {
       active = (active + (e.key === 'ArrowDown' ? 1 : options.length - 1)) % options.length
       show()
@@ -88,7 +107,8 @@ export function attachMentions (input, names) {
       close()
     } else return
     e.preventDefault()
-    e.stopPropagation()
-  })
+    e.stopImmediatePropagation()
+  }, { capture: true })
   input.addEventListener('blur', () => setTimeout(close, 100))
+  return { get open () { return !list.hidden } }
 }

@@ -75,7 +75,13 @@ export class Overlay extends Surface {
     lctx.setTransform(1, 0, 0, 1, 0, 0)
     lctx.clearRect(0, 0, layer.width, layer.height)
     lctx.setTransform(dpr * view.scale, 0, 0, dpr * view.scale, dpr * view.tx, dpr * view.ty)
+    // Only the picture can be fixed: a stroke past its edge shows no paint out there.
+    lctx.save()
+    lctx.beginPath()
+    lctx.rect(0, 0, view.imageWidth, view.imageHeight)
+    lctx.clip()
     paintStrokes(lctx, strokes, 'rgba(255, 64, 160, 1)')
+    lctx.restore()
     ctx.setTransform(1, 0, 0, 1, 0, 0)
     ctx.globalAlpha = 0.45
     ctx.drawImage(layer, 0, 0)

@@ -29,12 +29,15 @@ export class Presence extends Emitter {
     const name = me.name
     this.names.set(me.userId, name)
     const colour = PALETTE[awareness.clientID % PALETTE.length]
+    // When this page joined: of two people showing one colour, the later one changes.
+    this._joined = Date.now()
     awareness.setLocalState({
       [A.USER]: { name, colour },
       [A.CURSOR]: null,
       [A.VIEWPORT]: null,
       [A.FOLLOW]: null,
-      followable: false
+      followable: false,
+      joined: this._joined
     })
     this.setCursor = throttle((point) => awareness.setLocalStateField(A.CURSOR, point), 50)
     this.setViewport = throttle((vp) => awareness.setLocalStateField(A.VIEWPORT, vp), 100)
@@ -82,10 +85,42 @@ export class Presence extends Emitter {
         cursor: Array.isArray(cursor) && cursor.length === 2 && cursor.every(Number.isFinite) ? cursor : null,
         viewport: state[A.VIEWPORT] || null,
         follow: state[A.FOLLOW] || null,
-        followable: state.followable === true
+        followable: state.followable === true,
+        // Someone whose client does not say when it joined counts as here first.
+        joined: Number.isFinite(state.joined) ? state.joined : 0
       })
     }
     return out.sort((a, b) => a.name.localeCompare(b.name))
+  }
+
+  /** Names of participants who may not be here now ({user id: name}, from the server). */
+  learn (names) {
+    let learned = false
+    for (const [id, name] of Object.entries(names || {})) {
+      if (typeof name === 'string' && name && this.names.get(id) !== name) {
+        this.names.set(id, name)
+        learned = true
+      }
+    }
+    if (learned) {
+      storage(this._namesKey, Object.fromEntries(this.names))
+      this.emit('names')
+    }
+  }
+
+  /**
+   * Keep this person's colour their own: if someone who was here first shows the same
+   * colour, take the first one nobody shows (while the palette has one left).
+   */
+  _keepColourDistinct (peers) {
+    const mine = this.colour
+    const me = this.awareness.clientID
+    const clash = peers.some((p) => p.colour === mine &&
+      (p.joined < this._joined || (p.joined === this._joined && p.clientId < me)))
+    if (!clash) return
+    const shown = new Set(peers.map((p) => p.colour))
+    const free = PALETTE.find((c) => !shown.has(c))
+    if (free) this.awareness.setLocalStateField(A.USER, { ...this.local[A.USER], colour: free })
   }
 
   /** A display name for a user id: what they call themselves, or a short id. */
@@ -111,6 +146,7 @@ export class Presence extends Emitter {
   _changed () {
     let learned = false
     const peers = this.peers()
+    this._keepColourDistinct(peers)
     for (const peer of peers) {
       if (peer.id && this.names.get(peer.id) !== peer.name) {
         this.names.set(peer.id, peer.name)

@@ -26,6 +26,7 @@ import { mountFixPanel } from './panels/fix.js'
 import { mountPeople } from './panels/people.js'
 import { mountSharePanel } from './panels/share.js'
 import { resolvePerson } from './join.js'
+import { mountReplayButton } from './replay.js'
 
 const WHY = {
   401: 'This link is not valid, or it has expired. Ask the session owner for a new one.',
@@ -34,6 +35,10 @@ const WHY = {
 }
 
 const REFUSED_KEY = 'proofroom:refused'
+// Pictures longer than this on a side get a downscaled preview first (the server's is 1024).
+const PREVIEW_OVER = 2048
+const PREVIEW = 'preview:'
+const previewUrl = (token, id) => `/blobs/${encodeURIComponent(id)}/preview?token=${encodeURIComponent(token)}`
 
 async function boot () {
   const sessionId = document.body.dataset.session
@@ -52,8 +57,17 @@ async function boot () {
   const identity = { userId: me.user_id, name: me.name, role: me.role }
   const store = new DocStore(conn.doc, identity)
   const presence = new Presence(conn.awareness, identity, sessionId)
+  // Names of everyone in the session, here or not (a decision's author may have left).
+  api.get(`/api/sessions/${encodeURIComponent(sessionId)}/participants`).then(({ participants }) => {
+    presence.learn(Object.fromEntries(Object.entries(participants || {}).map(([id, p]) => [id, p && p.name])))
+  }, () => {}) // then names come with presence, as people arrive
   let renderer = null
-  const images = new ImageCache((id) => api.blobUrl(id), () => renderer && renderer.invalidate())
+  const images = new ImageCache(
+    (id) => id.startsWith(PREVIEW) ? previewUrl(token, id.slice(PREVIEW.length)) : api.blobUrl(id),
+    () => renderer && renderer.invalidate())
+  // A big picture paints first as its small preview (about 100 kB), then in full.
+  session.preview = Math.max(session.width, session.height) > PREVIEW_OVER ? PREVIEW + session.base : null
+  if (session.preview) images.load(session.preview).catch(() => {})
   images.load(session.base) // start the largest download before anything else
   const app = new App({ api, me: identity, session, conn, store, presence, view, images })
   // A refused change: start over from the server's copy, and say why once reloaded.
@@ -77,7 +91,12 @@ async function boot () {
   const stage = byId('stage')
   renderer = new CanvasRenderer(byId('image-canvas'), view, images, () => app.imageScene())
   const overlay = new Overlay(byId('overlay-canvas'), view, () => app.overlayScene())
-  const markers = new Markers(byId('markers'), view, { onSelect: (id) => app.selectPin(id) })
+  const markers = new Markers(byId('markers'), view, {
+    onSelect: (id) => app.selectPin(id),
+    // Only a pin's author may move it (the server's guard says the same).
+    canMove: (id) => app.caps.comment && store.pin(id)?.author === me.user_id,
+    onMove: (id, x, y) => store.movePin(id, x, y)
+  })
   const cursors = new Cursors(byId('cursors'), view)
   const composer = new PinComposer(byId('composer-host'), app)
   app.redraw = () => {
@@ -136,7 +155,17 @@ async function boot () {
   if (app.caps.edit) mountFixPanel(byId('panel-fix'), app)
   mountPeople(byId('panel-people'), byId('avatars'), app)
   const share = app.caps.administer ? mountSharePanel(byId('panel-share'), app) : null
+  if (app.caps.administer) mountReplayButton(byId('replay-btn'), byId('replay'), api, sessionId)
   mountTabs(app)
+  // On a small screen the panel is a sheet over the lower canvas: the pin it shows stays
+  // in sight above it (a pin just added low on the picture would be hidden otherwise).
+  app.on('panel-open', () => requestAnimationFrame(() => {
+    const pin = app.state.selectedPin && store.pin(app.state.selectedPin)
+    const sheet = byId('sidebar')
+    if (!pin || !body.classList.contains('sidebar-open') || getComputedStyle(sheet).position !== 'fixed') return
+    const covered = stage.getBoundingClientRect().bottom - (window.innerHeight - sheet.offsetHeight)
+    view.keepInSight(pin.x, pin.y, { bottom: Math.max(0, covered) })
+  }))
   mountToolbar(byId('toolbar'), app)
   mountCompareUi(byId('compare-ui'), app)
   mountStatus(app, { badge: byId('conn'), banner: byId('banner'), toasts: byId('toasts') })
@@ -180,6 +209,16 @@ async function boot () {
       })
     }
   })
+  if (session.preview) {
+    images.load(session.preview).then(() => {
+      renderer.invalidate()
+      requestAnimationFrame(() => {
+        if (body.dataset.image) return
+        body.dataset.image = 'preview'
+        performance.mark('proofroom-preview')
+      })
+    }, () => {}) // the full image follows anyway
+  }
   images.load(session.base).then(() => {
     renderer.invalidate()
     requestAnimationFrame(() => {

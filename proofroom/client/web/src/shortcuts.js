@@ -14,8 +14,9 @@ const HELP = [
   ['R', 'Resolve or reopen your selected pin'],
   ['Enter', 'Reply to the selected pin'],
   ['S / T / D', 'Compare the selected version: slider, toggle, difference'],
+  ['[ / ]', 'Previous / next variant of the selected version (shown on the canvas)'],
   ['Ctrl+Enter', 'Send (reply, fix)'],
-  ['Esc', 'Close, stop comparing, stop following, deselect'],
+  ['Esc', 'Leave a text field; close, stop comparing, stop following, deselect'],
   ['?', 'This help']
 ]
 
@@ -37,7 +38,17 @@ export function mountShortcuts (app, { help, composer, pinsPanel }) {
   }
 
   window.addEventListener('keydown', (e) => {
-    if (e.defaultPrevented || e.ctrlKey || e.metaKey || e.altKey || isTyping(e)) return
+    if (e.defaultPrevented) return
+    if (isTyping(e)) {
+      // Esc leaves the field (what was typed stays), so the next letters are shortcuts
+      // again instead of text in the reply box.
+      if (e.key === 'Escape' && !e.isComposing) {
+        e.target.blur()
+        e.preventDefault()
+      }
+      return
+    }
+    if (e.ctrlKey || e.metaKey || e.altKey) return
     if (help.open) return // the dialog handles its own keys (Escape closes it)
     const key = e.key.length === 1 ? e.key.toLowerCase() : e.key
     const pin = app.state.selectedPin && store.pin(app.state.selectedPin)

@@ -166,6 +166,29 @@ export class DocStore extends Emitter {
     })
   }
 
+  /** Move one's own pin to image point (x, y); a region keeps its size and moves along. */
+  movePin (pinId, x, y) {
+    if (!this._writable()) return
+    const pin = this.pins.get(pinId)
+    if (!(pin instanceof Y.Map) || pin.get(P.AUTHOR) !== this.userId) return
+    const W = Number(this.meta.get(M.WIDTH)) || Infinity
+    const H = Number(this.meta.get(M.HEIGHT)) || Infinity
+    const nx = round2(Math.max(0, Math.min(W, x)))
+    const ny = round2(Math.max(0, Math.min(H, y)))
+    const region = plain(pin.get(P.REGION))
+    this.doc.transact(() => {
+      if (isBox(region)) {
+        const [rx, ry, rw, rh] = region
+        const left = Math.round(Math.max(0, Math.min(W - rw, rx + nx - Number(pin.get(P.X)))))
+        const top = Math.round(Math.max(0, Math.min(H - rh, ry + ny - Number(pin.get(P.Y)))))
+        pin.set(P.REGION, [left, top, rw, rh])
+      }
+      pin.set(P.X, nx)
+      pin.set(P.Y, ny)
+      pin.set(P.UPDATED_AT, now())
+    })
+  }
+
   editComment (pinId, commentId, changes) {
     if (!this._writable()) return
     const thread = this.pins.get(pinId)?.get(P.THREAD)
@@ -220,6 +243,7 @@ function readLayer (map, index) {
     patch: map.get(L.PATCH),
     box: plain(map.get(L.BOX)),
     parent: map.get(L.PARENT) || null,
+    fix: map.get(L.FIX) || null, // the round: variants of one fix request share it
     source: map.get(L.SOURCE),
     params: plain(map.get(L.PARAMS)) || {},
     author: map.get(L.AUTHOR),

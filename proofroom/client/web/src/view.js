@@ -105,6 +105,18 @@ export class View extends Emitter {
     this.centerOn(x + w / 2, y + h / 2, scale)
   }
 
+  /**
+   * Pan (never zoom) so that image point (x, y) shows on the part of the stage nothing
+   * covers: `bottom` pixels hidden under a sheet, `top` kept for a marker's head.
+   */
+  keepInSight (x, y, { top = 56, bottom = 0, margin = 24 } = {}) {
+    const [sx, sy] = this.toScreen(x, y)
+    const low = Math.max(top, this.height - bottom - margin)
+    const dy = sy > low ? low - sy : sy < top ? top - sy : 0
+    const dx = sx < margin ? margin - sx : sx > this.width - margin ? this.width - margin - sx : 0
+    if (dx || dy) this.panBy(dx, dy)
+  }
+
   _clamp (scale) {
     const min = Math.min(this.fitScale() / 8, 1)
     return Math.min(MAX_ZOOM, Math.max(min, scale))

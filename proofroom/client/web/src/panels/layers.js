@@ -1,7 +1,13 @@
-// The Versions panel: fix jobs in flight (progress, cancel), the layers with visibility
-// toggles and state badges, and for the selected layer its provenance, the compare modes
-// and the approvers' decisions.
-import { h, replace, ago } from '../dom.js'
+// The Versions panel: fix jobs in flight (progress, cancel), the versions grouped by pin
+// and round (a round is one fix request; its variants sit side by side as thumbnails), a
+// drop zone per pin for a retouched upload, and for the selected version its provenance,
+// the compare modes and the approvers' decisions. Also the caption on the stage that says
+// what the canvas shows.
+//
+// Everything here is updated in place, keyed by id: progress streams a few times a second
+// and decisions arrive from other people, and a rebuilt list would take the button being
+// pressed, the field being focused and the note being typed away from under a person.
+import { h, ago, isTyping } from '../dom.js'
 import { perFrame } from '../events.js'
 import { isMissingEndpoint } from '../api.js'
 import { LAYER_STATE_LABEL, DECISION_LABEL } from '../contract.js'
@@ -10,90 +16,460 @@ import { differenceOf } from '../compare.js'
 const JOB_LABEL = { queued: 'Queued', running: 'Running', done: 'Done', failed: 'Failed', cancelled: 'Cancelled' }
 const COMPARE_MODES = [['slider', 'Slider'], ['side', 'Side by side'], ['toggle', 'Toggle'], ['diff', 'Difference']]
 
+/** A version's short name, as everyone in the room says it: "v7". */
+export const versionName = (layer) => `v${layer.index + 1}`
+const stateLabel = (state) => LAYER_STATE_LABEL[state] || state
+
+/**
+ * Make `parent`'s children match `items` (keyed by `keyOf`), creating, updating, moving
+ * and removing elements only where something changed: an element that stays keeps its
+ * focus, its selection, a press in progress and whatever is typed into it.
+ */
+export function keyed (parent, items, keyOf, create, update) {
+  const old = new Map()
+  for (const child of parent.children) old.set(child.dataset.key, child)
+  let at = parent.firstElementChild
+  for (const item of items) {
+    const key = String(keyOf(item))
+    let el = old.get(key)
+    if (el) old.delete(key)
+    else {
+      el = create(item)
+      el.dataset.key = key
+    }
+    update(el, item)
+    if (el !== at) parent.insertBefore(el, at)
+    else at = at.nextElementSibling
+  }
+  for (const el of old.values()) el.remove()
+}
+
+/** Set text / an attribute only when it differs (no needless style or layout work). */
+function text (el, value) {
+  if (el.textContent !== value) el.textContent = value
+}
+function attr (el, name, value) {
+  if (value === null || value === undefined || value === false) {
+    if (el.hasAttribute(name)) el.removeAttribute(name)
+  } else if (el.getAttribute(name) !== String(value)) el.setAttribute(name, String(value))
+}
+
+// -- jobs -----------------------------------------------------------------------------------
+
+/** Show `jobs` in `ul` (in place), or `emptyText` when there are none. */
+export function updateJobs (ul, jobs, app, emptyText) {
+  const items = jobs.length ? jobs : [{ id: '', empty: emptyText }]
+  keyed(ul, items, (j) => j.id,
+    (j) => j.empty ? h('li', { class: 'muted' }) : jobElement(app, j),
+    (el, j) => j.empty ? text(el, j.empty) : updateJob(el, app, j))
+}
+
+function jobElement (app, job) {
+  const refs = {
+    pin: h('span'),
+    badge: h('span', { class: 'badge' }),
+    where: h('span', { class: 'muted' }),
+    progress: h('progress', { max: 1, 'aria-label': 'Progress' }),
+    error: h('p', { class: 'error', hidden: true })
+  }
+  refs.cancel = !app.caps.edit ? null : h('button', {
+    type: 'button',
+    class: 'link',
+    onclick: async () => {
+      refs.cancel.disabled = true
+      try {
+        await app.api.post(`/api/jobs/${encodeURIComponent(job.id)}/cancel`)
+      } catch (err) {
+        app.toast(err.message, 'error')
+        refs.cancel.disabled = false
+      }
+    }
+  }, 'Cancel')
+  const li = h('li', { dataset: { jobId: job.id } },
+    h('div', { class: 'job-line' }, refs.pin, refs.badge, refs.where, refs.cancel),
+    refs.progress, refs.error)
+  li._refs = refs
+  return li
+}
+
+function updateJob (li, app, job) {
+  const r = li._refs
+  const pin = app.store.pin(job.pin_id)
+  const total = Number(job.total) || 0
+  const step = Number(job.step) || 0
+  const active = job.status === 'queued' || job.status === 'running'
+  attr(li, 'class', `job ${job.status}`)
+  li.dataset.status = job.status
+  text(r.pin, pin ? `Pin ${pin.number}` : 'Fix')
+  attr(r.badge, 'class', `badge job-${job.status}`)
+  text(r.badge, JOB_LABEL[job.status] || job.status)
+  // Steps only once the engine has said how many it takes: the request's own step count
+  // ("0/20") is not what a one-step engine then reports ("1/1").
+  let where = ''
+  if (job.status === 'queued' && job.position) where = `#${job.position} in queue`
+  else if (job.status === 'running') where = step > 0 && total ? `step ${step} of ${total}` : 'starting…'
+  text(r.where, where)
+  if (r.cancel) r.cancel.hidden = !active
+  r.progress.hidden = !active
+  if (active && step > 0 && total) {
+    attr(r.progress, 'max', total)
+    if (r.progress.value !== step) r.progress.value = step
+  } else if (r.progress.hasAttribute('value')) r.progress.removeAttribute('value') // indeterminate
+  r.error.hidden = !job.error
+  text(r.error, job.error || '')
+}
+
+// -- grouping -------------------------------------------------------------------------------
+
+/**
+ * Versions by pin and round: [{pin, rounds: [{fix, layers, current}]}], pins in their
+ * order, rounds newest first (the current one is the newest), variants in request order.
+ */
+export function groupVersions (layers, pins) {
+  const byPin = new Map()
+  for (const layer of layers) {
+    if (!byPin.has(layer.pin_id)) byPin.set(layer.pin_id, new Map())
+    const rounds = byPin.get(layer.pin_id)
+    const fix = layer.fix || layer.id
+    if (!rounds.has(fix)) rounds.set(fix, [])
+    rounds.get(fix).push(layer)
+  }
+  const groups = []
+  for (const [pinId, rounds] of byPin) {
+    const list = [...rounds].map(([fix, ls], i) => ({
+      fix,
+      number: i + 1,
+      layers: ls.sort((a, b) => (Number(a.params.variant) || 0) - (Number(b.params.variant) || 0) || a.index - b.index)
+    }))
+    list.reverse()
+    if (list.length) list[0].current = true
+    groups.push({ pinId, pin: pins.get(pinId) || null, rounds: list })
+  }
+  groups.sort((a, b) => (a.pin?.number ?? Infinity) - (b.pin?.number ?? Infinity))
+  return groups
+}
+
+/** Which variant of its round a layer is: {k, n} (1-based), n being how many were asked. */
+export function variantOf (layer, siblings) {
+  const asked = Number(layer.params.variants) || 0
+  const k = layer.params.variant !== undefined ? Number(layer.params.variant) + 1 : siblings.indexOf(layer) + 1
+  return { k, n: Math.max(asked, siblings.length, k) }
+}
+
+function siblingsOf (store, layer) {
+  const fix = layer.fix || layer.id
+  return store.layerList().filter((l) => (l.fix || l.id) === fix)
+    .sort((a, b) => (Number(a.params.variant) || 0) - (Number(b.params.variant) || 0) || a.index - b.index)
+}
+
+/** What the canvas shows, in words: "Showing v3 (variant 2 of 4) over the approved image". */
+export function canvasCaption (store, selectedId) {
+  const layers = store.layerList()
+  const approved = layers.filter((l) => l.state === 'approved')
+  const picture = approved.length ? 'the approved image' : 'the original image'
+  const selected = selectedId && store.layer(selectedId)
+  if (!selected) {
+    const waiting = layers.filter((l) => l.state === 'pending').length
+    return `Showing ${picture}` + (waiting
+      ? ` · ${waiting} version${waiting > 1 ? 's' : ''} waiting for review: select one to see it`
+      : '')
+  }
+  if (selected.state === 'approved') return `Showing the approved image, with ${versionName(selected)} in it`
+  const siblings = siblingsOf(store, selected)
+  const { k, n } = variantOf(selected, siblings)
+  const parts = [n > 1 ? `variant ${k} of ${n}` : null, selected.state !== 'pending' ? stateLabel(selected.state).toLowerCase() : null]
+    .filter(Boolean)
+  return `Showing ${versionName(selected)}${parts.length ? ` (${parts.join(', ')})` : ''} over ${picture}`
+}
+
+// -- the panel ------------------------------------------------------------------------------
+
 export function mountLayersPanel (root, app) {
   const { store, presence, api } = app
   const jobsEl = h('ul', { class: 'jobs', 'aria-label': 'Fixes in progress' })
   const detail = h('div', { class: 'layer-detail', hidden: true })
-  const list = h('ul', { class: 'layer-list', 'aria-label': 'Versions' })
-  const empty = h('p', { class: 'muted empty' }, 'No versions yet. Editors make them from pins with “Fix”.')
+  const list = h('ul', { class: 'layer-list version-groups', 'aria-label': 'Versions' })
+  const empty = h('p', { class: 'muted empty' }, app.caps.edit
+    ? 'No versions yet. Make them from a pin with “Fix”, or drop a retouched image here.'
+    : 'No versions yet. Editors make them from pins with “Fix”.')
   root.append(
     h('h2', {}, 'In progress'), jobsEl,
     detail,
     h('h2', {}, 'Versions'), empty, list)
+  const caption = h('div', { id: 'canvas-caption', class: 'canvas-caption', role: 'status', 'aria-live': 'polite' })
+  document.getElementById('stage')?.append(caption)
   let decisionsAvailable = app.caps.decide
+  let pendingSelect = null // a version this page uploaded, selected once it arrives
 
   const renderJobs = perFrame(() => {
-    const jobs = store.jobList()
-    const recent = jobs.filter((j) => j.status === 'queued' || j.status === 'running' ||
+    const recent = store.jobList().filter((j) => j.status === 'queued' || j.status === 'running' ||
       (j.status !== 'done' && j.finished_at && Date.now() / 1000 - j.finished_at < 600))
-    replace(jobsEl, recent.length === 0
-      ? h('li', { class: 'muted' }, 'Nothing running.')
-      : recent.map((job) => jobItem(app, job)))
+    updateJobs(jobsEl, recent, app, 'Nothing running.')
   })
 
-  const renderList = perFrame(() => {
-    const layers = store.layerList().slice().reverse()
-    empty.hidden = layers.length > 0
-    const pins = new Map(store.pinList().map((p) => [p.id, p]))
-    replace(list, layers.map((layer) => {
-      const pin = pins.get(layer.pin_id)
-      const visible = app.isLayerVisible(layer)
-      return h('li', { class: layer.id === app.state.selectedLayer ? 'selected' : null },
-        h('input', {
-          type: 'checkbox',
-          checked: visible,
-          'aria-label': `Show version ${layer.index + 1}`,
-          title: 'Show on the canvas',
-          onchange: (e) => app.setLayerVisible(layer.id, e.target.checked)
-        }),
-        h('button', {
-          type: 'button',
-          class: 'layer-row',
-          dataset: { layerId: layer.id },
-          onclick: () => {
-            app.selectLayer(layer.id)
-            app.view.reveal(layer.box)
-          }
-        },
-        h('img', { class: 'thumb', src: api.blobUrl(layer.patch), alt: '', loading: 'lazy', decoding: 'async' }),
-        h('span', { class: 'layer-name' }, `Version ${layer.index + 1}`,
-          h('span', { class: 'muted' }, pin ? ` · pin ${pin.number}` : '')),
-        h('span', { class: `badge state-${layer.state}`, dataset: { state: layer.state } }, LAYER_STATE_LABEL[layer.state] || layer.state)))
-    }))
+  const renderCaption = perFrame(() => {
+    text(caption, canvasCaption(store, app.state.selectedLayer))
+    caption.dataset.layer = app.state.selectedLayer || ''
   })
+
+  // -- the grouped list -----------------------------------------------------------------------
+
+  const renderList = perFrame(() => {
+    const pins = new Map(store.pinList().map((p) => [p.id, p]))
+    const groups = groupVersions(store.layerList(), pins)
+    // An editor can drop a version onto the selected pin even before it has any.
+    const sel = app.caps.edit && app.state.selectedPin && pins.get(app.state.selectedPin)
+    if (sel && !groups.some((g) => g.pinId === sel.id)) {
+      groups.push({ pinId: sel.id, pin: sel, rounds: [] })
+      groups.sort((a, b) => (a.pin?.number ?? Infinity) - (b.pin?.number ?? Infinity))
+    }
+    empty.hidden = groups.length > 0
+    keyed(list, groups, (g) => g.pinId, pinGroupElement, updatePinGroup)
+  })
+
+  function pinGroupElement (group) {
+    const refs = {
+      title: h('span', { class: 'pin-group-title' }),
+      rounds: h('ol', { class: 'rounds', reversed: true }),
+      error: h('p', { class: 'error', role: 'alert', hidden: true }),
+      hint: h('p', { class: 'muted drop-hint' }, 'Drop a retouched image here: the whole picture, or a patch the size of the pin’s region.')
+    }
+    const li = h('li', { class: 'pin-versions', dataset: { pinId: group.pinId } },
+      h('div', { class: 'pin-group-head' }, refs.title),
+      refs.rounds)
+    li._refs = refs
+    if (app.caps.edit) {
+      const input = h('input', { type: 'file', accept: 'image/png,image/jpeg,image/webp', hidden: true, 'aria-label': 'Upload a version' })
+      input.addEventListener('change', () => {
+        if (input.files[0]) upload(li, input.files[0])
+        input.value = ''
+      })
+      li.querySelector('.pin-group-head').append(
+        h('button', { type: 'button', class: 'link upload-version', onclick: () => input.click() }, 'Upload…'), input)
+      refs.rounds.before(refs.hint, refs.error) // said where the file was dropped
+      li.addEventListener('dragover', (e) => {
+        if (![...e.dataTransfer.types].includes('Files')) return
+        e.preventDefault()
+        e.dataTransfer.dropEffect = 'copy'
+        li.classList.add('drop-target')
+      })
+      li.addEventListener('dragleave', (e) => { if (!li.contains(e.relatedTarget)) li.classList.remove('drop-target') })
+      li.addEventListener('drop', (e) => {
+        e.preventDefault()
+        li.classList.remove('drop-target')
+        const file = e.dataTransfer.files[0]
+        if (file) upload(li, file)
+      })
+    }
+    return li
+  }
+
+  function updatePinGroup (li, group) {
+    const r = li._refs
+    li._pin = group.pin
+    const label = group.pin ? `Pin ${group.pin.number}` : 'A removed pin'
+    text(r.title, group.pin?.text ? `${label} · ${group.pin.text}` : label)
+    attr(r.title, 'title', group.pin?.text || null)
+    keyed(r.rounds, group.rounds, (round) => round.fix, roundElement, updateRound)
+  }
+
+  function roundElement () {
+    const refs = {
+      label: h('span', { class: 'round-label' }),
+      prompt: h('span', { class: 'muted round-prompt' }),
+      strip: h('div', { class: 'variants', role: 'group' })
+    }
+    const li = h('li', { class: 'round' }, h('div', { class: 'round-head' }, refs.label, refs.prompt), refs.strip)
+    li._refs = refs
+    refs.strip.addEventListener('keydown', (e) => {
+      // Arrow keys move between the thumbnails of a round (and show each on the canvas).
+      if (e.key !== 'ArrowLeft' && e.key !== 'ArrowRight') return
+      const buttons = [...refs.strip.querySelectorAll('.layer-row')]
+      const at = buttons.indexOf(document.activeElement)
+      if (at < 0) return
+      const next = buttons[(at + (e.key === 'ArrowRight' ? 1 : -1) + buttons.length) % buttons.length]
+      next.focus()
+      app.selectLayer(next.dataset.layerId)
+      e.preventDefault()
+      e.stopPropagation()
+    })
+    return li
+  }
+
+  function updateRound (li, round) {
+    const r = li._refs
+    const first = round.layers[0]
+    const upload = first.source === 'upload'
+    li.dataset.current = String(Boolean(round.current))
+    li.dataset.fix = round.fix
+    const what = upload ? 'Uploaded version' : round.layers.length > 1 || Number(first.params.variants) > 1
+      ? `${Math.max(round.layers.length, Number(first.params.variants) || 0)} variants`
+      : '1 variant'
+    const kept = round.layers.find((l) => l.state === 'approved')
+    li.dataset.approved = String(Boolean(kept))
+    text(r.label, `Round ${round.number}${round.current ? ' (current)' : ''} · ${what}` +
+      (kept ? ` · ${versionName(kept)} approved` : ''))
+    text(r.prompt, first.params.prompt ? `“${first.params.prompt}”` : '')
+    attr(r.strip, 'aria-label', `Round ${round.number} variants`)
+    keyed(r.strip, round.layers, (l) => l.id, versionElement, (el, layer) => updateVersion(el, layer, round.layers))
+  }
+
+  function versionElement (layer) {
+    const refs = {
+      name: h('span', { class: 'layer-name' }),
+      variant: h('span', { class: 'muted variant-of' }),
+      badge: h('span', { class: 'badge' })
+    }
+    const button = h('button', {
+      type: 'button',
+      class: 'layer-row',
+      dataset: { layerId: layer.id },
+      onclick: () => {
+        app.selectLayer(layer.id)
+        app.view.reveal(store.layer(layer.id)?.box || layer.box)
+      }
+    },
+    h('img', { class: 'thumb', src: api.blobUrl(layer.patch), alt: '', loading: 'lazy', decoding: 'async' }),
+    refs.name, refs.variant, refs.badge)
+    button._refs = refs
+    return button
+  }
+
+  function updateVersion (button, layer, siblings) {
+    const r = button._refs
+    const selected = layer.id === app.state.selectedLayer
+    button.classList.toggle('selected', selected)
+    attr(button, 'aria-pressed', String(selected))
+    text(r.name, `Version ${layer.index + 1}`)
+    const { k, n } = variantOf(layer, siblings)
+    text(r.variant, n > 1 ? `${k} of ${n}` : '')
+    attr(r.badge, 'class', `badge state-${layer.state}`)
+    r.badge.dataset.state = layer.state
+    text(r.badge, stateLabel(layer.state))
+    attr(button, 'title', `${versionName(layer)}${n > 1 ? `, variant ${k} of ${n}` : ''}: ${stateLabel(layer.state)}`)
+  }
+
+  async function upload (li, file) {
+    const pin = li._pin
+    const r = li._refs
+    r.error.hidden = true
+    if (!pin) return
+    const { width, height } = app.session
+    const form = new FormData()
+    form.append('image', file)
+    let size = null
+    try {
+      const bitmap = await createImageBitmap(file)
+      size = [bitmap.width, bitmap.height]
+      bitmap.close()
+    } catch (_err) {
+      // Not an image this browser reads: the server says what it accepts.
+    }
+    if (size && (size[0] !== width || size[1] !== height)) {
+      if (size[0] > width || size[1] > height) {
+        return showUploadError(li, `The image is ${size[0]}×${size[1]} px, bigger than the picture (${width}×${height}). ` +
+          `Drop the whole picture at ${width}×${height}, or a smaller patch.`)
+      }
+      form.append('box', JSON.stringify(patchBox(pin, size, width, height)))
+    }
+    li.classList.add('uploading')
+    try {
+      const reply = await api.request('POST', `/api/sessions/${encodeURIComponent(app.session.id)}/pins/${encodeURIComponent(pin.id)}/versions`, form)
+      const { layer } = await reply.json()
+      app.toast(`Uploaded as a new version of pin ${pin.number}.`)
+      if (store.layer(layer)) app.selectLayer(layer)
+      else pendingSelect = layer
+    } catch (err) {
+      showUploadError(li, err.message)
+    } finally {
+      li.classList.remove('uploading')
+    }
+  }
+
+  function showUploadError (li, message) {
+    li._refs.error.hidden = false
+    text(li._refs.error, `Upload refused: ${message}`)
+    li._refs.error.scrollIntoView({ block: 'nearest' })
+  }
+
+  // -- the selected version -----------------------------------------------------------------
+
+  // Built once per selected version, then updated in place: the note being typed survives
+  // other people's decisions, and the buttons being pressed stay where they are.
+  let shown = null // {id, refs}
 
   const renderDetail = perFrame(() => {
     const layer = app.state.selectedLayer && store.layer(app.state.selectedLayer)
     detail.hidden = !layer
-    if (!layer) return
+    if (!layer) {
+      if (shown) detail.replaceChildren()
+      shown = null
+      return
+    }
+    if (shown?.id !== layer.id) shown = { id: layer.id, refs: buildDetail(layer) }
+    updateDetail(shown.refs, layer)
+  })
+
+  function buildDetail (layer) {
+    const refs = {
+      title: h('h2'),
+      badge: h('span', { class: 'badge' }),
+      meta: h('p', { class: 'muted' }),
+      prompt: h('p', { class: 'prompt' }),
+      params: h('dl', { class: 'params' }),
+      decisions: h('div', { class: 'decisions-host' }),
+      compare: {}
+    }
+    const modes = h('div', { class: 'segmented', role: 'group', 'aria-label': 'Compare with its parent' },
+      refs.compare.off = h('button', { type: 'button', onclick: () => app.set('compare', null) }, 'Off'),
+      COMPARE_MODES.map(([mode, label]) => {
+        refs.compare[mode] = h('button', { type: 'button', dataset: { compare: mode }, onclick: () => startCompare(app, mode) }, label)
+        return refs.compare[mode]
+      }))
+    refs.form = decisionsAvailable ? decisionForm(layer.id) : null
+    detail.replaceChildren(
+      h('div', { class: 'panel-head' },
+        refs.title, refs.badge,
+        h('button', { type: 'button', class: 'ghost', 'aria-label': 'Close version', onclick: () => app.selectLayer(null) }, '×')),
+      refs.meta, refs.prompt, refs.params, modes, refs.decisions,
+      ...(refs.form ? [refs.form.el] : []))
+    return refs
+  }
+
+  function updateDetail (refs, layer) {
     const p = layer.params
     const pin = store.pin(layer.pin_id)
+    const siblings = siblingsOf(store, layer)
+    const { k, n } = variantOf(layer, siblings)
+    text(refs.title, `Version ${layer.index + 1}`)
+    attr(refs.badge, 'class', `badge state-${layer.state}`)
+    refs.badge.dataset.state = layer.state
+    text(refs.badge, stateLabel(layer.state))
+    text(refs.meta, [
+      `${presence.nameOf(layer.author)} · ${ago(layer.created_at)}`,
+      pin ? `pin ${pin.number}` : '',
+      n > 1 ? `variant ${k} of ${n} ([ and ] flip)` : '',
+      layer.source === 'upload' ? 'uploaded' : ''
+    ].filter(Boolean).join(' · '))
+    refs.prompt.hidden = !p.prompt
+    text(refs.prompt, p.prompt || '')
+    const rows = [['Engine', p.engine], ['Model', p.model], ['Seed', p.seed], ['Steps', p.steps], ['Strength', p.strength]]
+      .filter(([, v]) => v !== undefined && v !== null && v !== '')
+    const params = rows.map(([key, v]) => `${key}=${v}`).join('|')
+    if (refs.params.dataset.shown !== params) {
+      refs.params.dataset.shown = params
+      refs.params.replaceChildren(...rows.flatMap(([key, v]) => [h('dt', {}, key), h('dd', {}, String(v))]))
+    }
     const compare = app.state.compare
-    replace(detail,
-      h('div', { class: 'panel-head' },
-        h('h2', {}, `Version ${layer.index + 1}`),
-        h('span', { class: `badge state-${layer.state}`, dataset: { state: layer.state } }, LAYER_STATE_LABEL[layer.state] || layer.state),
-        h('button', { type: 'button', class: 'ghost', 'aria-label': 'Close version', onclick: () => app.selectLayer(null) }, '×')),
-      h('p', { class: 'muted' },
-        `${presence.nameOf(layer.author)} · ${ago(layer.created_at)}`,
-        pin ? ` · pin ${pin.number}` : '',
-        p.variant !== undefined ? ` · variant ${Number(p.variant) + 1}` : ''),
-      p.prompt ? h('p', { class: 'prompt' }, p.prompt) : null,
-      h('dl', { class: 'params' },
-        ...[['Engine', p.engine], ['Model', p.model], ['Seed', p.seed], ['Steps', p.steps], ['Strength', p.strength]]
-          .filter(([, v]) => v !== undefined && v !== null && v !== '')
-          .flatMap(([k, v]) => [h('dt', {}, k), h('dd', {}, String(v))])),
-      h('div', { class: 'segmented', role: 'group', 'aria-label': 'Compare with its parent' },
-        h('button', { type: 'button', 'aria-pressed': String(!compare), onclick: () => app.set('compare', null) }, 'Off'),
-        COMPARE_MODES.map(([mode, label]) => h('button', {
-          type: 'button',
-          dataset: { compare: mode },
-          'aria-pressed': String(compare?.mode === mode),
-          onclick: () => startCompare(app, mode)
-        }, label))),
-      decisionsList(layer),
-      decisionsAvailable ? decisionForm(layer) : null)
-  })
+    attr(refs.compare.off, 'aria-pressed', String(!compare))
+    for (const [mode] of COMPARE_MODES) attr(refs.compare[mode], 'aria-pressed', String(compare?.mode === mode))
+    const decided = JSON.stringify(layer.decisions) + presence.nameOf(layer.author)
+    if (refs.decisions.dataset.shown !== decided) {
+      refs.decisions.dataset.shown = decided
+      refs.decisions.replaceChildren(decisionsList(layer))
+    }
+    if (refs.form) refs.form.update(layer, siblings)
+  }
 
   function decisionsList (layer) {
     const entries = Object.entries(layer.decisions)
@@ -105,8 +481,9 @@ export function mountLayersPanel (root, app) {
       h('span', { class: 'muted' }, ago(d?.at)))))
   }
 
-  function decisionForm (layer) {
+  function decisionForm (layerId) {
     const note = h('textarea', { rows: 2, placeholder: 'Note (needed to request changes)', 'aria-label': 'Decision note', maxlength: 2000 })
+    const hint = h('p', { class: 'muted keep-hint', hidden: true })
     const decide = async (decision, button) => {
       if (decision === 'request_changes' && !note.value.trim()) {
         note.focus()
@@ -115,14 +492,13 @@ export function mountLayersPanel (root, app) {
       }
       button.disabled = true
       try {
-        await api.post(`/api/sessions/${app.session.id}/layers/${encodeURIComponent(layer.id)}/decision`,
+        await api.post(`/api/sessions/${app.session.id}/layers/${encodeURIComponent(layerId)}/decision`,
           { decision, note: note.value.trim() })
         note.value = ''
       } catch (err) {
         if (isMissingEndpoint(err)) {
           decisionsAvailable = false
           app.toast('Decisions are not available on this server yet.')
-          renderDetail()
         } else app.toast(err.message, 'error')
       } finally {
         button.disabled = false
@@ -132,55 +508,90 @@ export function mountLayersPanel (root, app) {
       const b = h('button', { type: 'button', class: cls, dataset: { decision }, onclick: () => decide(decision, b) }, label)
       return b
     }
-    return h('div', { class: 'decide' },
+    const approve = btn('approve', 'Approve', 'approve')
+    const el = h('div', { class: 'decide' },
       note,
       h('div', { class: 'actions' },
-        btn('approve', 'Approve', 'approve'),
+        approve,
         btn('request_changes', 'Request changes', 'changes'),
-        btn('reject', 'Reject', 'reject')))
+        btn('reject', 'Reject', 'reject')),
+      hint)
+    return {
+      el,
+      update (layer, siblings) {
+        // Photoshop's "keep one": approving a variant discards (supersedes) the others.
+        const others = siblings.filter((l) => l.id !== layer.id)
+        const kept = others.find((l) => l.state === 'approved')
+        text(approve, others.length && !kept ? 'Approve (keep this variant)' : 'Approve')
+        hint.hidden = !others.length
+        text(hint, kept
+          ? `${versionName(kept)} of this round is approved; withdraw it to approve this one.`
+          : others.length ? `Approving keeps this variant: the ${others.length} other${others.length > 1 ? 's' : ''} of this round stop waiting for review.` : '')
+      }
+    }
   }
 
+  // -- flipping between variants --------------------------------------------------------------
+
+  /** Select the previous (-1) or next (+1) variant of the selected version's round. */
+  function flip (direction) {
+    const selected = app.state.selectedLayer && store.layer(app.state.selectedLayer)
+    if (!selected) {
+      // Nothing selected: start with the newest round still waiting for review.
+      const waiting = store.layerList().filter((l) => l.state === 'pending')
+      const last = waiting[waiting.length - 1]
+      if (!last) return
+      const round = siblingsOf(store, last)
+      app.selectLayer((round.find((l) => l.state === 'pending') || last).id)
+      return
+    }
+    const round = siblingsOf(store, selected)
+    const at = round.findIndex((l) => l.id === selected.id)
+    app.selectLayer(round[(at + direction + round.length) % round.length].id)
+  }
+
+  window.addEventListener('keydown', (e) => {
+    if (e.defaultPrevented || isTyping(e) || e.ctrlKey || e.metaKey || e.altKey) return
+    if (e.key !== '[' && e.key !== ']') return
+    flip(e.key === ']' ? 1 : -1)
+    e.preventDefault()
+  })
+
   store.on('jobs', () => { renderJobs(); app.redraw() })
-  store.on('layers', () => { renderList(); renderDetail(); app.redraw() })
+  store.on('layers', () => {
+    if (pendingSelect && store.layer(pendingSelect)) {
+      app.selectLayer(pendingSelect) // the version this page just uploaded
+      pendingSelect = null
+    }
+    renderList(); renderDetail(); renderCaption(); app.redraw()
+  })
   store.on('pins', () => renderList())
   presence.on('names', () => renderDetail())
-  app.on('change:selectedLayer', () => { renderList(); renderDetail() })
+  app.on('change:selectedLayer', () => {
+    renderList(); renderDetail(); renderCaption()
+    const button = list.querySelector(`.layer-row[data-layer-id="${CSS.escape(app.state.selectedLayer || '')}"]`)
+    button?.scrollIntoView({ block: 'nearest' })
+    // Flipping with the keyboard moves the focus along with the selection.
+    if (button && list.contains(document.activeElement)) button.focus({ preventScroll: true })
+  })
+  app.on('change:selectedPin', () => renderList())
   app.on('change:compare', () => renderDetail())
-  app.on('layers-visible', () => renderList())
   setInterval(renderJobs, 30000) // let finished jobs age out of the list
   renderJobs()
   renderList()
   renderDetail()
+  renderCaption()
 }
 
-/** One job: pin, status, queue position or progress, error, and Cancel for editors. */
-export function jobItem (app, job) {
-  const pin = app.store.pin(job.pin_id)
-  const total = Number(job.total) || 0
-  const step = Number(job.step) || 0
-  const active = job.status === 'queued' || job.status === 'running'
-  const cancel = h('button', {
-    type: 'button',
-    class: 'link',
-    onclick: async () => {
-      cancel.disabled = true
-      try {
-        await app.api.post(`/api/jobs/${encodeURIComponent(job.id)}/cancel`)
-      } catch (err) {
-        app.toast(err.message, 'error')
-        cancel.disabled = false
-      }
-    }
-  }, 'Cancel')
-  return h('li', { class: `job ${job.status}`, dataset: { jobId: job.id, status: job.status } },
-    h('div', { class: 'job-line' },
-      h('span', {}, pin ? `Pin ${pin.number}` : 'Fix'),
-      h('span', { class: `badge job-${job.status}` }, JOB_LABEL[job.status] || job.status),
-      job.status === 'queued' && job.position ? h('span', { class: 'muted' }, `#${job.position} in queue`) : null,
-      job.status === 'running' && total ? h('span', { class: 'muted' }, `${step}/${total}`) : null,
-      active && app.caps.edit ? cancel : null),
-    active ? h('progress', { max: total || 1, value: job.status === 'running' ? step : 0, 'aria-label': 'Progress' }) : null,
-    job.error ? h('p', { class: 'error' }, job.error) : null)
+/** Where a patch smaller than the picture goes: the pin's region if it is that size,
+ * otherwise centred on the pin, kept inside the picture. */
+export function patchBox (pin, [w, h], width, height) {
+  if (pin.region && pin.region[2] === w && pin.region[3] === h) return pin.region.map(Math.round)
+  const cx = pin.region ? pin.region[0] + pin.region[2] / 2 : pin.x
+  const cy = pin.region ? pin.region[1] + pin.region[3] / 2 : pin.y
+  const x = Math.min(width - w, Math.max(0, Math.round(cx - w / 2)))
+  const y = Math.min(height - h, Math.max(0, Math.round(cy - h / 2)))
+  return [x, y, w, h]
 }
 
 /** Start a compare mode; the difference view is computed from the images first. */
@@ -213,4 +624,11 @@ export async function startCompare (app, mode) {
       app.toast('The difference could not be computed: an image did not load.', 'error')
     }
   }
+}
+
+/** One job as an element (for lists that are rebuilt; prefer `updateJobs`). */
+export function jobItem (app, job) {
+  const li = jobElement(app, job)
+  updateJob(li, app, job)
+  return li
 }

@@ -24,6 +24,7 @@ export function mountPeople (root, avatars, app) {
     h('h2', {}, 'Here now'),
     list)
 
+  const narrow = matchMedia('(max-width: 900px)') // the width where the sidebar is a sheet
   const render = perFrame(() => {
     const peers = presence.peers()
     const following = presence.following
@@ -43,9 +44,21 @@ export function mountPeople (root, avatars, app) {
           }, following === p.clientId ? 'Following' : 'Follow')
           : null)))
     const everyone = [{ name: presence.name, colour: presence.colour, role: app.me.role, me: true }, ...peers]
-    replace(avatars, everyone.slice(0, 8).map(avatar),
-      everyone.length > 8 ? h('span', { class: 'avatar more' }, `+${everyone.length - 8}`) : null)
+    // The top bar has room for a few faces; the rest are counted, never silently dropped.
+    const room = narrow.matches ? 3 : 8
+    const shown = everyone.length > room ? everyone.slice(0, room - 1) : everyone
+    const rest = everyone.slice(shown.length)
+    replace(avatars, shown.map(avatar), rest.length
+      ? h('button', {
+        type: 'button',
+        class: 'avatar more',
+        title: rest.map((p) => p.name).join(', '),
+        'aria-label': `${rest.length} more: ${rest.map((p) => p.name).join(', ')}`,
+        onclick: () => app.showTab('people')
+      }, `+${rest.length}`)
+      : null)
   })
+  narrow.addEventListener('change', render)
 
   presence.on('peers', render)
   presence.on('names', render)

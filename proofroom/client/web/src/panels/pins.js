@@ -3,7 +3,7 @@
 import { h, replace, ago } from '../dom.js'
 import { perFrame } from '../events.js'
 import { renderText, mentions, attachMentions } from '../mentions.js'
-import { MAX_TEXT } from '../contract.js'
+import { DECISION_LABEL, MAX_TEXT } from '../contract.js'
 
 export function mountPinsPanel (root, app) {
   const { store, presence } = app
@@ -35,6 +35,7 @@ export function mountPinsPanel (root, app) {
     replyBox,
     h('button', { type: 'submit', class: 'primary' }, 'Reply'))
   replyBox.addEventListener('keydown', (e) => {
+    if (e.defaultPrevented) return // the @mention list took the key
     if (e.key === 'Enter' && (e.ctrlKey || e.metaKey || !e.shiftKey) && !e.isComposing) {
       e.preventDefault()
       sendReply()
@@ -94,9 +95,13 @@ export function mountPinsPanel (root, app) {
         h('span', { class: 'pin-n' }, String(pin.number)),
         h('strong', {}, presence.nameOf(pin.author)),
         h('span', { class: 'muted' }, ago(pin.created_at)),
+        renumbered.has(pin.id) && renumbered.get(pin.id) !== pin.number
+          ? h('span', { class: 'muted renumbered', title: 'Renumbered when pins made offline arrived' }, `was ${renumbered.get(pin.id)}`)
+          : null,
         h('span', { class: `badge ${pin.status}` }, pin.status === 'open' ? 'Open' : 'Resolved')),
       h('p', { class: 'pin-text' }, renderText(pin.text, names, presence.name)),
       pin.region ? h('p', { class: 'muted' }, `Region ${pin.region[2]}×${pin.region[3]} px at ${pin.region[0]}, ${pin.region[1]}`) : null,
+      app.caps.comment && mine ? h('p', { class: 'hint' }, 'Drag its marker on the picture to move this pin.') : null,
       h('div', { class: 'actions' },
         app.caps.comment && mine
           ? h('button', {
@@ -110,8 +115,43 @@ export function mountPinsPanel (root, app) {
           : null,
         h('button', { type: 'button', class: 'ghost', onclick: () => app.view.reveal(pin.region || [pin.x - 1, pin.y - 1, 2, 2]) }, 'Show')))
     if (editing) return // keep the comment being edited as it is
-    replace(comments, pin.thread.map((c) => commentItem(pin, c, names)))
+    // Replies and the decisions on this pin's versions, in the order they happened.
+    const items = [
+      ...pin.thread.map((c) => ({ at: Number(c.at) || 0, el: () => commentItem(pin, c, names) })),
+      ...decisionsOn(pin).map((d) => ({ at: d.at, el: () => decisionItem(d, names) }))
+    ].sort((a, b) => a.at - b.at)
+    replace(comments, items.map((item) => item.el()))
   })
+
+  /** Every decision on a version made for `pin`, as the layers in the document hold them. */
+  function decisionsOn (pin) {
+    const out = []
+    for (const layer of store.layerList()) {
+      if (layer.pin_id !== pin.id) continue
+      for (const [user, d] of Object.entries(layer.decisions)) {
+        if (!d || !DECISION_LABEL[d.decision]) continue
+        out.push({ layer, user, decision: d.decision, note: String(d.note || ''), at: Number(d.at) || 0 })
+      }
+    }
+    return out
+  }
+
+  function decisionItem (d, names) {
+    const version = `Version ${d.layer.index + 1}`
+    return h('li', { class: 'comment decision', dataset: { layerId: d.layer.id, threadDecision: d.decision } },
+      h('div', { class: 'comment-meta' },
+        h('strong', {}, presence.nameOf(d.user)),
+        h('span', { class: 'muted' }, ago(d.at))),
+      h('p', { class: 'decision-line' },
+        h('span', { class: `badge decision-${d.decision}` }, DECISION_LABEL[d.decision]), ' ',
+        h('button', {
+          type: 'button',
+          class: 'link',
+          title: 'Show this version',
+          onclick: () => { app.selectLayer(d.layer.id); app.showTab('layers') }
+        }, version)),
+      d.note ? h('p', { class: 'comment-text note' }, renderText(d.note, names, presence.name)) : null)
+  }
 
   function commentItem (pin, c, names) {
     const own = app.caps.comment && c.author === app.me.userId && !c.deleted
@@ -167,9 +207,33 @@ export function mountPinsPanel (root, app) {
     primed = true
   }
 
+  // Pins are numbered by when they were made, the same in every browser; a pin made
+  // offline that arrives later can move others' numbers up. That is said, never silent.
+  const numbers = new Map() // pin id -> the number this page showed last
+  const renumbered = new Map() // pin id -> the number it had first here
+  function noticeRenumbering () {
+    const moved = []
+    for (const pin of store.pinList()) {
+      const before = numbers.get(pin.id)
+      if (before !== undefined && before !== pin.number) {
+        moved.push(`${before} → ${pin.number}`)
+        if (!renumbered.has(pin.id)) renumbered.set(pin.id, before)
+      }
+      numbers.set(pin.id, pin.number)
+    }
+    if (moved.length) {
+      const list = moved.length > 4 ? `${moved.slice(0, 4).join(', ')}, …` : moved.join(', ')
+      app.toast(`Pins made earlier (offline) arrived, so pins were renumbered: ${list}.`, 'renumbered')
+    }
+    return moved.length > 0
+  }
+
+  // A decision is written into the layer, not the pin: the thread follows the layers too.
+  store.on('layers', () => { if (app.state.selectedPin) renderThread() })
   store.on('pins', (ids) => {
+    const shifted = noticeRenumbering()
     renderList()
-    if (app.state.selectedPin && ids.has(app.state.selectedPin)) renderThread()
+    if (app.state.selectedPin && (shifted || ids.has(app.state.selectedPin))) renderThread()
     if (app.conn.everSynced) noticeMentions()
   })
   app.conn.on('state', (s) => { if (s === 'synced' && !primed) noticeMentions() })

@@ -107,6 +107,43 @@ export function mountSharePanel (root, app) {
       h('button', { type: 'button', class: 'link danger', onclick: () => saveLocks(locks.filter((_, j) => j !== i)) }, 'Unlock'))))
   }
 
+  // -- approvals ----------------------------------------------------------------------------
+  const approvals = h('input', {
+    type: 'number',
+    min: 1,
+    max: 20,
+    step: 1,
+    required: true,
+    value: String(app.session.required_approvals || 1),
+    'aria-label': 'Approvals a version needs',
+    class: 'approvals-input'
+  })
+  const approvalsForm = h('form', { class: 'with-button approvals', novalidate: true, onsubmit: (e) => { e.preventDefault(); saveApprovals() } },
+    approvals, h('button', { type: 'submit' }, 'Save'))
+  const approvalsSection = h('section', {},
+    h('h2', {}, 'Approvals'),
+    h('p', { class: 'muted' }, 'How many approvers must approve a version before it counts as approved.'),
+    approvalsForm)
+
+  async function saveApprovals () {
+    const wanted = Number(approvals.value)
+    if (!approvals.checkValidity() || !Number.isInteger(wanted)) {
+      app.toast('Approvals: a whole number from 1 to 20.', 'error')
+      return approvals.focus()
+    }
+    try {
+      const reply = await api.json('PATCH', `${base}/settings`, { required_approvals: wanted })
+      app.session.required_approvals = reply.required_approvals
+      const changed = reply.changed?.length ? ` (${reply.changed.length} version states changed)` : ''
+      app.toast(`A version now needs ${wanted} approval${wanted === 1 ? '' : 's'}${changed}.`)
+    } catch (err) {
+      if (isMissingEndpoint(err)) {
+        approvalsSection.hidden = true
+        app.toast('Changing the approvals is not available on this server yet.')
+      } else app.toast(err.message, 'error')
+    }
+  }
+
   // -- export -------------------------------------------------------------------------------
   const exportButton = h('button', { type: 'button', class: 'primary', onclick: exportPng }, 'Export approved PNG')
   const exportSection = h('section', {},
@@ -136,6 +173,7 @@ export function mountSharePanel (root, app) {
 
   root.append(
     h('section', {}, h('h2', {}, 'Invite people'), form, made, h('h3', {}, 'Invites'), invites),
+    approvalsSection,
     lockSection,
     exportSection)
   app.store.on('meta', renderLocks)
