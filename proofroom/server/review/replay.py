@@ -17,10 +17,9 @@ log applies every update once: callers run :func:`replay` in a worker thread.
 from __future__ import annotations
 
 import asyncio
-import math
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -31,6 +30,7 @@ from ...shared import schema
 from ..identity import ADMIN_USER_ID
 from ..store.db import Database
 from ..store.records import Records, SessionRecord
+from .replay_reading import LayerReading, PinReading, read_layer, read_layers, read_pin
 
 #: Event kinds, in the order a reader meets them in a session's life.
 SESSION_CREATED = "session.created"
@@ -65,115 +65,6 @@ FROM_LOG = "log"
 FROM_SNAPSHOT = "snapshot"
 
 
-def _num(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value) if math.isfinite(value) else None
-
-
-def _str(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
-
-
-@dataclass
-class _Pin:
-    x: float | None
-    y: float | None
-    text: str
-    status: str
-    author: str | None
-    created_at: float | None
-    updated_at: float | None
-    region: Any
-    #: comment id -> (author, text, deleted, at)
-    thread: dict[str, tuple[str | None, str, bool, float | None]] = field(default_factory=dict)
-
-
-@dataclass
-class _Layer:
-    id: str
-    number: int
-    pin: str | None
-    fix: str | None
-    author: str | None
-    state: str
-    source: str | None
-    variant: Any
-    created_at: float | None
-    #: participant id -> (decision, note, at)
-    decisions: dict[str, tuple[str | None, str, float | None]] = field(default_factory=dict)
-
-
-def _read_pin(value: Any) -> _Pin | None:
-    if not isinstance(value, Map):
-        return None
-    thread: dict[str, tuple[str | None, str, bool, float | None]] = {}
-    comments = value.get(schema.Pin.THREAD)
-    if isinstance(comments, Array):
-        for comment in comments:
-            if not isinstance(comment, Map):
-                continue
-            cid = _str(comment.get(schema.Comment.ID))
-            if cid is None:
-                continue
-            thread[cid] = (
-                _str(comment.get(schema.Comment.AUTHOR)),
-                _str(comment.get(schema.Comment.TEXT)) or "",
-                bool(comment.get(schema.Comment.DELETED)),
-                _num(comment.get(schema.Comment.AT)),
-            )
-    region = value.get(schema.Pin.REGION)
-    return _Pin(
-        x=_num(value.get(schema.Pin.X)),
-        y=_num(value.get(schema.Pin.Y)),
-        text=_str(value.get(schema.Pin.TEXT)) or "",
-        status=_str(value.get(schema.Pin.STATUS)) or "open",
-        author=_str(value.get(schema.Pin.AUTHOR)),
-        created_at=_num(value.get(schema.Pin.CREATED_AT)),
-        updated_at=_num(value.get(schema.Pin.UPDATED_AT)),
-        region=region.to_py() if isinstance(region, Array | Map) else region,
-        thread=thread,
-    )
-
-
-def _read_layer(value: Any, number: int) -> _Layer | None:
-    if not isinstance(value, Map):
-        return None
-    lid = _str(value.get(schema.Layer.ID))
-    if lid is None:
-        return None
-    params = value.get(schema.Layer.PARAMS)
-    variant = params.get("variant") if isinstance(params, Map) else None
-    decisions: dict[str, tuple[str | None, str, float | None]] = {}
-    made = value.get(schema.Layer.DECISIONS)
-    if isinstance(made, Map):
-        for who, d in made.items():
-            if isinstance(d, Map | dict):
-                get = d.get
-                decisions[str(who)] = (
-                    _str(get("decision")),
-                    _str(get("note")) or "",
-                    _num(get("at")),
-                )
-    return _Layer(
-        id=lid,
-        number=number,
-        pin=_str(value.get(schema.Layer.PIN_ID)),
-        fix=_str(value.get(schema.Layer.FIX)),
-        author=_str(value.get(schema.Layer.AUTHOR)),
-        state=_str(value.get(schema.Layer.STATE)) or "pending",
-        source=_str(value.get(schema.Layer.SOURCE)),
-        variant=_num(variant),
-        created_at=_num(value.get(schema.Layer.CREATED_AT)),
-        decisions=decisions,
-    )
-
-
-def _read_layers(layers: Array[Any], start: int = 0) -> list[_Layer | None]:
-    """The layers from index ``start`` on (None where one is not a readable layer)."""
-    return [_read_layer(layers[i], i + 1) for i in range(start, len(layers))]
-
-
 class _Teller:
     """Turns differences between two readings of the document into events."""
 
@@ -205,8 +96,8 @@ class _Teller:
     def pin(
         self,
         pid: str,
-        old: _Pin | None,
-        new: _Pin | None,
+        old: PinReading | None,
+        new: PinReading | None,
         at: float | None,
         source: str,
         status_at: float | None = None,
@@ -232,7 +123,7 @@ class _Teller:
                 text=new.text,
                 region=new.region,
             )
-            old = _Pin(new.x, new.y, new.text, "open", new.author, None, None, new.region)
+            old = PinReading(new.x, new.y, new.text, "open", new.author, None, None, new.region)
         if (new.x, new.y) != (old.x, old.y):
             self.emit(
                 PIN_MOVED,
@@ -269,7 +160,9 @@ class _Teller:
             when = status_at if told else at
             self.emit(kind, when, None, source, pin=pid)
 
-    def layer(self, old: _Layer | None, new: _Layer, at: float | None, source: str) -> None:
+    def layer(
+        self, old: LayerReading | None, new: LayerReading, at: float | None, source: str
+    ) -> None:
         told = source == FROM_SNAPSHOT
         if old is None:
             self.emit(
@@ -342,9 +235,9 @@ def replay(
     layers = doc.get(schema.LAYERS, type=Array)
     if snapshot:
         doc.apply_update(snapshot)
-    seen_pins = {str(k): p for k, v in pins.items() if (p := _read_pin(v)) is not None}
+    seen_pins = {str(k): p for k, v in pins.items() if (p := read_pin(v)) is not None}
     #: What each index of ``layers`` held after the last update.
-    seen_layers = _read_layers(layers)
+    seen_layers = read_layers(layers)
     # Versions first: on equal times a decision comes before the pin it resolved.
     latest: dict[str, float] = {}
     for lay in seen_layers:
@@ -402,7 +295,7 @@ def replay(
                     teller, layers, seen_layers, touched_layers, shape, update.at
                 )
             for pid in sorted(touched):
-                new = _read_pin(pins.get(pid)) if pid in pins else None
+                new = read_pin(pins.get(pid)) if pid in pins else None
                 teller.pin(pid, seen_pins.get(pid), new, update.at, FROM_LOG)
                 if new is None:
                     seen_pins.pop(pid, None)
@@ -420,14 +313,14 @@ def replay(
 def _tell_layers(
     teller: _Teller,
     layers: Array[Any],
-    seen: list[_Layer | None],
+    seen: list[LayerReading | None],
     touched: set[int],
     shape: dict[str, bool],
     at: float,
-) -> list[_Layer | None]:
+) -> list[LayerReading | None]:
     """Tell what one update did to the layers; what the array holds now."""
     if shape["reshaped"]:
-        now = _read_layers(layers)
+        now = read_layers(layers)
         before = {lay.id: lay for lay in seen if lay is not None}
         for lay in now:
             if lay is not None:
@@ -436,11 +329,11 @@ def _tell_layers(
         now = list(seen)
         for i in sorted(touched):
             if i < len(now):
-                lay = _read_layer(layers[i], i + 1)
+                lay = read_layer(layers[i], i + 1)
                 if lay is not None:
                     teller.layer(now[i], lay, at, FROM_LOG)
                 now[i] = lay
-        for lay in _read_layers(layers, len(now)):
+        for lay in read_layers(layers, len(now)):
             if lay is not None:
                 teller.layer(None, lay, at, FROM_LOG)
             now.append(lay)
