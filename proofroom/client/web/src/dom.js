@@ -76,3 +76,37 @@ export function newId (prefix) {
   const bytes = crypto.getRandomValues(new Uint8Array(8))
   return prefix + '_' + Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('')
 }
+
+/**
+ * Make `parent`'s children match `items` (keyed by `keyOf`), creating, updating, moving
+ * and removing elements only where something changed: an element that stays keeps its
+ * focus, its selection, a press in progress and whatever is typed into it.
+ */
+export function keyed (parent, items, keyOf, create, update) {
+  const old = new Map()
+  for (const child of parent.children) old.set(child.dataset.key, child)
+  let at = parent.firstElementChild
+  for (const item of items) {
+    const key = String(keyOf(item))
+    let el = old.get(key)
+    if (el) old.delete(key)
+    else {
+      el = create(item)
+      el.dataset.key = key
+    }
+    update(el, item)
+    if (el !== at) parent.insertBefore(el, at)
+    else at = at.nextElementSibling
+  }
+  for (const el of old.values()) el.remove()
+}
+
+/** Set text / an attribute only when it differs (no needless style or layout work). */
+export function setText (el, value) {
+  if (el.textContent !== value) el.textContent = value
+}
+export function setAttr (el, name, value) {
+  if (value === null || value === undefined || value === false) {
+    if (el.hasAttribute(name)) el.removeAttribute(name)
+  } else if (el.getAttribute(name) !== String(value)) el.setAttribute(name, String(value))
+}

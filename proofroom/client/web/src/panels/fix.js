@@ -5,7 +5,7 @@
 import { h, replace } from '../dom.js'
 import { perFrame } from '../events.js'
 import { maskDataUrl, strokesBox } from '../overlay.js'
-import { updateJobs } from './layers.js'
+import { updateJobs } from './jobs.js'
 
 const MAX_DRAFT = 300
 // The same rules as the server's draft (server/review/fix_request.py draft_from_texts).

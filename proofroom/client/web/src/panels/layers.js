@@ -7,180 +7,17 @@
 // Everything here is updated in place, keyed by id: progress streams a few times a second
 // and decisions arrive from other people, and a rebuilt list would take the button being
 // pressed, the field being focused and the note being typed away from under a person.
-import { h, ago, isTyping } from '../dom.js'
+
+import { h, ago, isTyping, keyed, setText, setAttr } from '../dom.js'
 import { perFrame } from '../events.js'
 import { isMissingEndpoint } from '../api.js'
-import { LAYER_STATE_LABEL, DECISION_LABEL } from '../contract.js'
+import { DECISION_LABEL } from '../contract.js'
 import { differenceOf } from '../compare.js'
+import { updateJobs } from './jobs.js'
+import { canvasCaption, groupVersions, patchBox, siblingsOf, stateLabel, variantOf, versionName } from '../versions.js'
 
-const JOB_LABEL = { queued: 'Queued', running: 'Running', done: 'Done', failed: 'Failed', cancelled: 'Cancelled' }
 const COMPARE_MODES = [['slider', 'Slider'], ['side', 'Side by side'], ['toggle', 'Toggle'], ['diff', 'Difference']]
 
-/** A version's short name, as everyone in the room says it: "v7". */
-export const versionName = (layer) => `v${layer.index + 1}`
-const stateLabel = (state) => LAYER_STATE_LABEL[state] || state
-
-/**
- * Make `parent`'s children match `items` (keyed by `keyOf`), creating, updating, moving
- * and removing elements only where something changed: an element that stays keeps its
- * focus, its selection, a press in progress and whatever is typed into it.
- */
-export function keyed (parent, items, keyOf, create, update) {
-  const old = new Map()
-  for (const child of parent.children) old.set(child.dataset.key, child)
-  let at = parent.firstElementChild
-  for (const item of items) {
-    const key = String(keyOf(item))
-    let el = old.get(key)
-    if (el) old.delete(key)
-    else {
-      el = create(item)
-      el.dataset.key = key
-    }
-    update(el, item)
-    if (el !== at) parent.insertBefore(el, at)
-    else at = at.nextElementSibling
-  }
-  for (const el of old.values()) el.remove()
-}
-
-/** Set text / an attribute only when it differs (no needless style or layout work). */
-function text (el, value) {
-  if (el.textContent !== value) el.textContent = value
-}
-function attr (el, name, value) {
-  if (value === null || value === undefined || value === false) {
-    if (el.hasAttribute(name)) el.removeAttribute(name)
-  } else if (el.getAttribute(name) !== String(value)) el.setAttribute(name, String(value))
-}
-
-// -- jobs -----------------------------------------------------------------------------------
-
-/** Show `jobs` in `ul` (in place), or `emptyText` when there are none. */
-export function updateJobs (ul, jobs, app, emptyText) {
-  const items = jobs.length ? jobs : [{ id: '', empty: emptyText }]
-  keyed(ul, items, (j) => j.id,
-    (j) => j.empty ? h('li', { class: 'muted' }) : jobElement(app, j),
-    (el, j) => j.empty ? text(el, j.empty) : updateJob(el, app, j))
-}
-
-function jobElement (app, job) {
-  const refs = {
-    pin: h('span'),
-    badge: h('span', { class: 'badge' }),
-    where: h('span', { class: 'muted' }),
-    progress: h('progress', { max: 1, 'aria-label': 'Progress' }),
-    error: h('p', { class: 'error', hidden: true })
-  }
-  refs.cancel = !app.caps.edit ? null : h('button', {
-    type: 'button',
-    class: 'link',
-    onclick: async () => {
-      refs.cancel.disabled = true
-      try {
-        await app.api.post(`/api/jobs/${encodeURIComponent(job.id)}/cancel`)
-      } catch (err) {
-        app.toast(err.message, 'error')
-        refs.cancel.disabled = false
-      }
-    }
-  }, 'Cancel')
-  const li = h('li', { dataset: { jobId: job.id } },
-    h('div', { class: 'job-line' }, refs.pin, refs.badge, refs.where, refs.cancel),
-    refs.progress, refs.error)
-  li._refs = refs
-  return li
-}
-
-function updateJob (li, app, job) {
-  const r = li._refs
-  const pin = app.store.pin(job.pin_id)
-  const total = Number(job.total) || 0
-  const step = Number(job.step) || 0
-  const active = job.status === 'queued' || job.status === 'running'
-  attr(li, 'class', `job ${job.status}`)
-  li.dataset.status = job.status
-  text(r.pin, pin ? `Pin ${pin.number}` : 'Fix')
-  attr(r.badge, 'class', `badge job-${job.status}`)
-  text(r.badge, JOB_LABEL[job.status] || job.status)
-  // Steps only once the engine has said how many it takes: the request's own step count
-  // ("0/20") is not what a one-step engine then reports ("1/1").
-  let where = ''
-  if (job.status === 'queued' && job.position) where = `#${job.position} in queue`
-  else if (job.status === 'running') where = step > 0 && total ? `step ${step} of ${total}` : 'starting…'
-  text(r.where, where)
-  if (r.cancel) r.cancel.hidden = !active
-  r.progress.hidden = !active
-  if (active && step > 0 && total) {
-    attr(r.progress, 'max', total)
-    if (r.progress.value !== step) r.progress.value = step
-  } else if (r.progress.hasAttribute('value')) r.progress.removeAttribute('value') // indeterminate
-  r.error.hidden = !job.error
-  text(r.error, job.error || '')
-}
-
-// -- grouping -------------------------------------------------------------------------------
-
-/**
- * Versions by pin and round: [{pin, rounds: [{fix, layers, current}]}], pins in their
- * order, rounds newest first (the current one is the newest), variants in request order.
- */
-export function groupVersions (layers, pins) {
-  const byPin = new Map()
-  for (const layer of layers) {
-    if (!byPin.has(layer.pin_id)) byPin.set(layer.pin_id, new Map())
-    const rounds = byPin.get(layer.pin_id)
-    const fix = layer.fix || layer.id
-    if (!rounds.has(fix)) rounds.set(fix, [])
-    rounds.get(fix).push(layer)
-  }
-  const groups = []
-  for (const [pinId, rounds] of byPin) {
-    const list = [...rounds].map(([fix, ls], i) => ({
-      fix,
-      number: i + 1,
-      layers: ls.sort((a, b) => (Number(a.params.variant) || 0) - (Number(b.params.variant) || 0) || a.index - b.index)
-    }))
-    list.reverse()
-    if (list.length) list[0].current = true
-    groups.push({ pinId, pin: pins.get(pinId) || null, rounds: list })
-  }
-  groups.sort((a, b) => (a.pin?.number ?? Infinity) - (b.pin?.number ?? Infinity))
-  return groups
-}
-
-/** Which variant of its round a layer is: {k, n} (1-based), n being how many were asked. */
-export function variantOf (layer, siblings) {
-  const asked = Number(layer.params.variants) || 0
-  const k = layer.params.variant !== undefined ? Number(layer.params.variant) + 1 : siblings.indexOf(layer) + 1
-  return { k, n: Math.max(asked, siblings.length, k) }
-}
-
-function siblingsOf (store, layer) {
-  const fix = layer.fix || layer.id
-  return store.layerList().filter((l) => (l.fix || l.id) === fix)
-    .sort((a, b) => (Number(a.params.variant) || 0) - (Number(b.params.variant) || 0) || a.index - b.index)
-}
-
-/** What the canvas shows, in words: "Showing v3 (variant 2 of 4) over the approved image". */
-export function canvasCaption (store, selectedId) {
-  const layers = store.layerList()
-  const approved = layers.filter((l) => l.state === 'approved')
-  const picture = approved.length ? 'the approved image' : 'the original image'
-  const selected = selectedId && store.layer(selectedId)
-  if (!selected) {
-    const waiting = layers.filter((l) => l.state === 'pending').length
-    return `Showing ${picture}` + (waiting
-      ? ` · ${waiting} version${waiting > 1 ? 's' : ''} waiting for review: select one to see it`
-      : '')
-  }
-  if (selected.state === 'approved') return `Showing the approved image, with ${versionName(selected)} in it`
-  const siblings = siblingsOf(store, selected)
-  const { k, n } = variantOf(selected, siblings)
-  const parts = [n > 1 ? `variant ${k} of ${n}` : null, selected.state !== 'pending' ? stateLabel(selected.state).toLowerCase() : null]
-    .filter(Boolean)
-  return `Showing ${versionName(selected)}${parts.length ? ` (${parts.join(', ')})` : ''} over ${picture}`
-}
 
 // -- the panel ------------------------------------------------------------------------------
 
@@ -208,7 +45,7 @@ export function mountLayersPanel (root, app) {
   })
 
   const renderCaption = perFrame(() => {
-    text(caption, canvasCaption(store, app.state.selectedLayer))
+    setText(caption, canvasCaption(store, app.state.selectedLayer))
     caption.dataset.layer = app.state.selectedLayer || ''
   })
 
@@ -268,8 +105,8 @@ export function mountLayersPanel (root, app) {
     const r = li._refs
     li._pin = group.pin
     const label = group.pin ? `Pin ${group.pin.number}` : 'A removed pin'
-    text(r.title, group.pin?.text ? `${label} · ${group.pin.text}` : label)
-    attr(r.title, 'title', group.pin?.text || null)
+    setText(r.title, group.pin?.text ? `${label} · ${group.pin.text}` : label)
+    setAttr(r.title, 'title', group.pin?.text || null)
     keyed(r.rounds, group.rounds, (round) => round.fix, roundElement, updateRound)
   }
 
@@ -307,10 +144,10 @@ export function mountLayersPanel (root, app) {
       : '1 variant'
     const kept = round.layers.find((l) => l.state === 'approved')
     li.dataset.approved = String(Boolean(kept))
-    text(r.label, `Round ${round.number}${round.current ? ' (current)' : ''} · ${what}` +
+    setText(r.label, `Round ${round.number}${round.current ? ' (current)' : ''} · ${what}` +
       (kept ? ` · ${versionName(kept)} approved` : ''))
-    text(r.prompt, first.params.prompt ? `“${first.params.prompt}”` : '')
-    attr(r.strip, 'aria-label', `Round ${round.number} variants`)
+    setText(r.prompt, first.params.prompt ? `“${first.params.prompt}”` : '')
+    setAttr(r.strip, 'aria-label', `Round ${round.number} variants`)
     keyed(r.strip, round.layers, (l) => l.id, versionElement, (el, layer) => updateVersion(el, layer, round.layers))
   }
 
@@ -339,14 +176,14 @@ export function mountLayersPanel (root, app) {
     const r = button._refs
     const selected = layer.id === app.state.selectedLayer
     button.classList.toggle('selected', selected)
-    attr(button, 'aria-pressed', String(selected))
-    text(r.name, `Version ${layer.index + 1}`)
+    setAttr(button, 'aria-pressed', String(selected))
+    setText(r.name, `Version ${layer.index + 1}`)
     const { k, n } = variantOf(layer, siblings)
-    text(r.variant, n > 1 ? `${k} of ${n}` : '')
-    attr(r.badge, 'class', `badge state-${layer.state}`)
+    setText(r.variant, n > 1 ? `${k} of ${n}` : '')
+    setAttr(r.badge, 'class', `badge state-${layer.state}`)
     r.badge.dataset.state = layer.state
-    text(r.badge, stateLabel(layer.state))
-    attr(button, 'title', `${versionName(layer)}${n > 1 ? `, variant ${k} of ${n}` : ''}: ${stateLabel(layer.state)}`)
+    setText(r.badge, stateLabel(layer.state))
+    setAttr(button, 'title', `${versionName(layer)}${n > 1 ? `, variant ${k} of ${n}` : ''}: ${stateLabel(layer.state)}`)
   }
 
   async function upload (li, file) {
@@ -388,7 +225,7 @@ export function mountLayersPanel (root, app) {
 
   function showUploadError (li, message) {
     li._refs.error.hidden = false
-    text(li._refs.error, `Upload refused: ${message}`)
+    setText(li._refs.error, `Upload refused: ${message}`)
     li._refs.error.scrollIntoView({ block: 'nearest' })
   }
 
@@ -441,18 +278,18 @@ export function mountLayersPanel (root, app) {
     const pin = store.pin(layer.pin_id)
     const siblings = siblingsOf(store, layer)
     const { k, n } = variantOf(layer, siblings)
-    text(refs.title, `Version ${layer.index + 1}`)
-    attr(refs.badge, 'class', `badge state-${layer.state}`)
+    setText(refs.title, `Version ${layer.index + 1}`)
+    setAttr(refs.badge, 'class', `badge state-${layer.state}`)
     refs.badge.dataset.state = layer.state
-    text(refs.badge, stateLabel(layer.state))
-    text(refs.meta, [
+    setText(refs.badge, stateLabel(layer.state))
+    setText(refs.meta, [
       `${presence.nameOf(layer.author)} · ${ago(layer.created_at)}`,
       pin ? `pin ${pin.number}` : '',
       n > 1 ? `variant ${k} of ${n} ([ and ] flip)` : '',
       layer.source === 'upload' ? 'uploaded' : ''
     ].filter(Boolean).join(' · '))
     refs.prompt.hidden = !p.prompt
-    text(refs.prompt, p.prompt || '')
+    setText(refs.prompt, p.prompt || '')
     const rows = [['Engine', p.engine], ['Model', p.model], ['Seed', p.seed], ['Steps', p.steps], ['Strength', p.strength]]
       .filter(([, v]) => v !== undefined && v !== null && v !== '')
     const params = rows.map(([key, v]) => `${key}=${v}`).join('|')
@@ -461,8 +298,8 @@ export function mountLayersPanel (root, app) {
       refs.params.replaceChildren(...rows.flatMap(([key, v]) => [h('dt', {}, key), h('dd', {}, String(v))]))
     }
     const compare = app.state.compare
-    attr(refs.compare.off, 'aria-pressed', String(!compare))
-    for (const [mode] of COMPARE_MODES) attr(refs.compare[mode], 'aria-pressed', String(compare?.mode === mode))
+    setAttr(refs.compare.off, 'aria-pressed', String(!compare))
+    for (const [mode] of COMPARE_MODES) setAttr(refs.compare[mode], 'aria-pressed', String(compare?.mode === mode))
     const decided = JSON.stringify(layer.decisions) + presence.nameOf(layer.author)
     if (refs.decisions.dataset.shown !== decided) {
       refs.decisions.dataset.shown = decided
@@ -522,9 +359,9 @@ export function mountLayersPanel (root, app) {
         // Photoshop's "keep one": approving a variant discards (supersedes) the others.
         const others = siblings.filter((l) => l.id !== layer.id)
         const kept = others.find((l) => l.state === 'approved')
-        text(approve, others.length && !kept ? 'Approve (keep this variant)' : 'Approve')
+        setText(approve, others.length && !kept ? 'Approve (keep this variant)' : 'Approve')
         hint.hidden = !others.length
-        text(hint, kept
+        setText(hint, kept
           ? `${versionName(kept)} of this round is approved; withdraw it to approve this one.`
           : others.length ? `Approving keeps this variant: the ${others.length} other${others.length > 1 ? 's' : ''} of this round stop waiting for review.` : '')
       }
@@ -583,17 +420,6 @@ export function mountLayersPanel (root, app) {
   renderCaption()
 }
 
-/** Where a patch smaller than the picture goes: the pin's region if it is that size,
- * otherwise centred on the pin, kept inside the picture. */
-export function patchBox (pin, [w, h], width, height) {
-  if (pin.region && pin.region[2] === w && pin.region[3] === h) return pin.region.map(Math.round)
-  const cx = pin.region ? pin.region[0] + pin.region[2] / 2 : pin.x
-  const cy = pin.region ? pin.region[1] + pin.region[3] / 2 : pin.y
-  const x = Math.min(width - w, Math.max(0, Math.round(cx - w / 2)))
-  const y = Math.min(height - h, Math.max(0, Math.round(cy - h / 2)))
-  return [x, y, w, h]
-}
-
 /** Start a compare mode; the difference view is computed from the images first. */
 export async function startCompare (app, mode) {
   const layer = app.store.layer(app.state.selectedLayer)
@@ -624,11 +450,4 @@ export async function startCompare (app, mode) {
       app.toast('The difference could not be computed: an image did not load.', 'error')
     }
   }
-}
-
-/** One job as an element (for lists that are rebuilt; prefer `updateJobs`). */
-export function jobItem (app, job) {
-  const li = jobElement(app, job)
-  updateJob(li, app, job)
-  return li
 }
