@@ -50,8 +50,17 @@ async def test_the_listing_says_what_runs_here_and_why_not(auto_server: RunningS
     _, tokens, _ = await _pinned(server)
     async with ApiClient(server.url, tokens["viewer"]) as api:
         listing = await api.json("GET", "/api/engines")
-    assert listing["default"] == {"edit": "fill"}
-    engines = {e["name"]: e for e in listing["engines"]}
+    assert listing["default"] == {"edit": "fill", "upscale": "resample", "animate": "camera"}
+    engines = {e["name"]: e for e in listing["engines"] if e["kind"] == "edit"}
+    others = {(e["kind"], e["name"]) for e in listing["engines"] if e["kind"] != "edit"}
+    assert others == {
+        ("upscale", "resample"),
+        ("upscale", "spandrel"),
+        ("upscale", "refine"),
+        ("animate", "camera"),
+        ("animate", "diffusers"),
+        ("animate", "veo"),
+    }
     assert set(engines) == {e.value for e in EditEngine}
     for engine in engines.values():
         assert engine["kind"] == "edit"

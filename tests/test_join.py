@@ -373,6 +373,9 @@ async def test_an_old_link_token_joins_after_the_upgrade(tmp_path: Path) -> None
     db.execute("DROP INDEX jobs_lane")  # 9
     for column in ("kind", "engine", "lane"):
         db.execute(f"ALTER TABLE jobs DROP COLUMN {column}")
+    db.execute("DROP TABLE producer_revisions")  # 10
+    for column in ("revisions", "approved_revisions"):
+        db.execute(f"ALTER TABLE producer_sessions DROP COLUMN {column}")
     db.execute("DROP TABLE participants")
     db.execute("ALTER TABLE invites DROP COLUMN kind")
     db.execute("ALTER TABLE audit DROP COLUMN actor_name")

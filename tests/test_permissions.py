@@ -163,6 +163,7 @@ def room_state(room: Room) -> dict[str, Any]:
         "pins": room.pins.to_py(),
         "layers": room.layers.to_py(),
         "jobs": room.jobs.to_py(),
+        "revisions": room.revisions.to_py(),
     }
 
 

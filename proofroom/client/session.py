@@ -75,6 +75,7 @@ class SessionClient:
         self.pins = doc.get(schema.PINS, type=Map)
         self.layers = doc.get(schema.LAYERS, type=Array)
         self.jobs = doc.get(schema.JOBS, type=Map)
+        self.revisions = doc.get(schema.REVISIONS, type=Array)
         self._subscription = doc.observe(self._on_local_update)
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -270,6 +271,7 @@ class SessionClient:
             schema.PINS: self.pins.to_py(),
             schema.LAYERS: self.layers.to_py(),
             schema.JOBS: self.jobs.to_py(),
+            schema.REVISIONS: self.revisions.to_py(),
         }
 
     # -- writing helpers ------------------------------------------------------------------
@@ -283,8 +285,11 @@ class SessionClient:
         text: str,
         author: str,
         region: list[float] | None = None,
+        revision: str | None = None,
+        frame: int | None = None,
+        frames: list[int] | None = None,
     ) -> None:
-        """Create an open pin with an empty thread."""
+        """Create an open pin with an empty thread (on ``revision``, at ``frame`` of a clip)."""
         fields: dict[str, Any] = {
             schema.Pin.X: x,
             schema.Pin.Y: y,
@@ -296,6 +301,13 @@ class SessionClient:
         }
         if region is not None:
             fields[schema.Pin.REGION] = region
+        for key, value in (
+            (schema.Pin.REVISION, revision),
+            (schema.Pin.FRAME, frame),
+            (schema.Pin.FRAMES, frames),
+        ):
+            if value is not None:
+                fields[key] = value
         self.pins[pin_id] = Map(fields)
 
     def reply(self, pin_id: str, comment_id: str, *, text: str, author: str) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 import anyio
 import anyio.to_thread
 
+from ..shared.enums import JobKind
 from .auth import Authenticator
 from .engines import Engine, choose_engine
 from .engines.registry import EnginePool, first_model
@@ -25,6 +26,7 @@ from .review.fixes import Fixes
 from .review.pins import PinTracker
 from .review.producer import ProducerIndex
 from .review.producer_view import ProducerView
+from .review.revisions import Revisions
 from .review.sessions import Sessions
 from .review.versions import Versions
 from .review.webhooks import WebhookConfig, Webhooks
@@ -61,6 +63,8 @@ class Services:
     engine_reason: str
     engines: EnginePool
     fixes: Fixes
+    #: Upscale and animate requests (their jobs run through ``fixes.runner``).
+    revisions: Revisions
     worker: Worker | None
     bus: EventBus
     decisions: Decisions
@@ -134,6 +138,11 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
                 max_queued_per_session=settings.max_queued_jobs_per_session,
             )
             fixes = Fixes(records, blobs, rooms, queue, engines, bus)
+            revisions = Revisions(
+                records, blobs, rooms, queue, engines, fixes.positions, bus, settings
+            )
+            for kind in (JobKind.UPSCALE, JobKind.ANIMATE):
+                fixes.runner.kinds[kind] = revisions.runner
             worker = None
             if settings.worker == "embedded":
                 worker = Worker(
@@ -176,6 +185,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
                     engine_reason=reason,
                     engines=engines,
                     fixes=fixes,
+                    revisions=revisions,
                     worker=worker,
                     bus=bus,
                     decisions=Decisions(records, rooms, queue, bus, blobs),

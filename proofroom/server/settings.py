@@ -40,6 +40,14 @@ class Settings:
     # Image intake.
     max_upload_bytes: int = 64 * 1024 * 1024
     max_image_pixels: int = 50_000_000
+    #: The largest picture an upscale may make (pixels: 8192 x 8192).
+    max_upscale_pixels: int = 67_108_864
+    #: The longest clip an animate request may ask for, in seconds.
+    max_clip_seconds: float = 10.0
+    #: The highest frame rate of a clip.
+    max_clip_fps: int = 30
+    #: The largest frame of a clip (pixels: 1920 x 1080).
+    max_clip_pixels: int = 2_073_600
     max_title_chars: int = 200
 
     # Websocket limits.
@@ -70,6 +78,12 @@ class Settings:
     #: Hosted-engine jobs (gemini, openai) running at once; they wait on the vendor's API
     #: beside the local worker and never hold it.
     hosted_concurrency: int = 4
+    #: Weights files (or folders of them) the spandrel upscale engine may load, comma-separated;
+    #: the first is its default. Safetensors only, unless ``allow_pickled_weights`` is on.
+    upscale_models: str = ""
+    #: ``on`` lets the spandrel engine load pickled weights (.pth, .pt, .ckpt): unpickling a
+    #: file can run code, so only an admin who trusts every listed file turns it on.
+    allow_pickled_weights: str = "off"
 
     # Rooms.
     room_idle_seconds: float = 30.0
@@ -112,6 +126,11 @@ class Settings:
             raise ValueError(
                 f"hosted_concurrency (PROOFROOM_HOSTED_CONCURRENCY) must be at least 1, "
                 f"not {self.hosted_concurrency}"
+            )
+        if self.allow_pickled_weights not in FAST_PATHS:
+            raise ValueError(
+                "allow_pickled_weights (PROOFROOM_ALLOW_PICKLED_WEIGHTS) must be on or off, "
+                f"not {self.allow_pickled_weights!r}"
             )
         # A typo fails at start, not at the first connection that takes the path.
         if self.fast_paths not in FAST_PATHS:

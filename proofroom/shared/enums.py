@@ -51,6 +51,50 @@ class JobKind(StrEnum):
 
     #: A local change to one picture: a patch layer (fill, recolour, inpaint).
     EDIT = "edit"
+    #: A larger picture: a new image revision.
+    UPSCALE = "upscale"
+    #: A clip made from a still: a new video revision.
+    ANIMATE = "animate"
+
+
+class RevisionKind(StrEnum):
+    """What a revision in a session's stack is."""
+
+    #: The uploaded picture (v1).
+    ORIGINAL = "original"
+    #: A larger picture made from an approved state or an image revision.
+    UPSCALE = "upscale"
+    #: A short clip made from a still.
+    CLIP = "clip"
+
+
+class RevisionMedia(StrEnum):
+    """What a revision shows."""
+
+    IMAGE = "image"
+    VIDEO = "video"
+
+
+class UpscaleEngineName(StrEnum):
+    """The upscale engines Proofroom knows."""
+
+    #: Lanczos with a mild unsharp mask (CPU, no weights).
+    RESAMPLE = "resample"
+    #: A super-resolution model loaded by spandrel (GPU).
+    SPANDREL = "spandrel"
+    #: A low-denoise diffusion pass over the resampled picture (GPU, optional).
+    REFINE = "refine"
+
+
+class AnimateEngineName(StrEnum):
+    """The animate engines Proofroom knows."""
+
+    #: A deterministic camera move encoded with PyAV (CPU, no weights).
+    CAMERA = "camera"
+    #: A diffusers image-to-video pipeline (GPU).
+    DIFFUSERS = "diffusers"
+    #: Google's Veo, hosted.
+    VEO = "veo"
 
 
 class EditEngine(StrEnum):
@@ -71,7 +115,7 @@ class EditEngine(StrEnum):
 
 
 class Decision(StrEnum):
-    """An approver's decision on a layer."""
+    """An approver's decision on a layer or a revision."""
 
     #: The version is accepted.
     APPROVE = "approve"

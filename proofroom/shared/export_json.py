@@ -17,10 +17,13 @@ from .enums import (
     JOB_TRANSITIONS,
     PIN_TRANSITIONS,
     Decision,
+    JobKind,
     JobStatus,
     LayerSource,
     LayerState,
     PinStatus,
+    RevisionKind,
+    RevisionMedia,
     Role,
 )
 from .permissions import PERMISSIONS, Action
@@ -62,7 +65,9 @@ def contract() -> dict[str, Any]:
             "PINS": schema.PINS,
             "LAYERS": schema.LAYERS,
             "JOBS": schema.JOBS,
+            "REVISIONS": schema.REVISIONS,
         },
+        "original_revision": schema.ORIGINAL_REVISION,
         "server_roots": sorted(schema.SERVER_ROOTS),
         "client_roots": sorted(schema.CLIENT_ROOTS),
         "fields": {
@@ -73,6 +78,7 @@ def contract() -> dict[str, Any]:
                 schema.Comment,
                 schema.Layer,
                 schema.Job,
+                schema.Revision,
                 schema.Awareness,
             )
         },
@@ -84,6 +90,9 @@ def contract() -> dict[str, Any]:
             "Decision": _enum(Decision),
             "LayerState": _enum(LayerState),
             "LayerSource": _enum(LayerSource),
+            "JobKind": _enum(JobKind),
+            "RevisionKind": _enum(RevisionKind),
+            "RevisionMedia": _enum(RevisionMedia),
             "Action": _enum(Action),
         },
         "transitions": {"pin": _table(PIN_TRANSITIONS), "job": _table(JOB_TRANSITIONS)},

@@ -9,15 +9,17 @@ META: Final = "meta"
 PINS: Final = "pins"
 LAYERS: Final = "layers"
 JOBS: Final = "jobs"
+#: The session's stack of whole pictures (v2): the original, upscales, clips.
+REVISIONS: Final = "revisions"
 
 #: Roots only the server may write.
-SERVER_ROOTS: Final = frozenset({META, LAYERS, JOBS})
+SERVER_ROOTS: Final = frozenset({META, LAYERS, JOBS, REVISIONS})
 #: Roots clients may write, under the write guard.
 CLIENT_ROOTS: Final = frozenset({PINS})
 ROOTS: Final = SERVER_ROOTS | CLIENT_ROOTS
 #: Roots that are maps (keyed entries); the others are arrays.
 MAP_ROOTS: Final = frozenset({META, PINS, JOBS})
-ARRAY_ROOTS: Final = frozenset({LAYERS})
+ARRAY_ROOTS: Final = frozenset({LAYERS, REVISIONS})
 
 
 class Meta:
@@ -44,18 +46,28 @@ class Pin:
     THREAD: Final = "thread"
     REGION: Final = "region"
     MASK: Final = "mask"
+    #: The revision the pin is on (a revision id; absent: the original, ``v1``).
+    REVISION: Final = "revision"
+    #: On a clip: the frame the pin is on (0 <= frame < the clip's frames).
+    FRAME: Final = "frame"
+    #: On a clip, optionally: the range of frames it is about, [first, last] inclusive.
+    FRAMES: Final = "frames"
     #: Server-written links to the jobs and layers made from this pin.
     JOBS: Final = "jobs"
     LAYERS: Final = "layers"
+    #: Server-written on a pin carried over to a new revision: the pin it copies.
+    CARRIED_FROM: Final = "carried_from"
 
     #: Fields the pin's author may change after creating it.
-    AUTHOR_EDITABLE: Final = frozenset({X, Y, TEXT, STATUS, UPDATED_AT, REGION, MASK})
+    AUTHOR_EDITABLE: Final = frozenset(
+        {X, Y, TEXT, STATUS, UPDATED_AT, REGION, MASK, FRAME, FRAMES}
+    )
     #: Fields only the server writes.
-    SERVER_ONLY: Final = frozenset({JOBS, LAYERS})
+    SERVER_ONLY: Final = frozenset({JOBS, LAYERS, CARRIED_FROM})
     #: Fields a new pin must carry.
     REQUIRED: Final = frozenset({X, Y, AUTHOR, TEXT, STATUS, CREATED_AT, THREAD})
     #: Fields a client may set when creating a pin.
-    CREATABLE: Final = REQUIRED | {UPDATED_AT, REGION, MASK}
+    CREATABLE: Final = REQUIRED | {UPDATED_AT, REGION, MASK, REVISION, FRAME, FRAMES}
 
 
 class Comment:
@@ -92,6 +104,44 @@ class Layer:
     CREATED_AT: Final = "created_at"
     STATE: Final = "state"
     DECISIONS: Final = "decisions"
+    #: The revision the layer is on (absent: the original, ``v1``).
+    REVISION: Final = "revision"
+
+
+#: The id of the original (the upload): what an absent ``revision`` means.
+ORIGINAL_REVISION: Final = "v1"
+
+
+class Revision:
+    """Fields of one revision map in ``revisions`` (v2)."""
+
+    ID: Final = "id"
+    #: A RevisionKind value: original | upscale | clip.
+    KIND: Final = "kind"
+    #: A RevisionMedia value: image | video.
+    MEDIA: Final = "media"
+    #: Blob of the picture (an image revision).
+    IMAGE: Final = "image"
+    #: Blobs of a clip's renditions (H.264 MP4, VP9 WebM) and its first frame (PNG).
+    MP4: Final = "mp4"
+    WEBM: Final = "webm"
+    POSTER: Final = "poster"
+    WIDTH: Final = "width"
+    HEIGHT: Final = "height"
+    FPS: Final = "fps"
+    FRAMES: Final = "frames"
+    #: What it was made from: {revision, layers (the approved layers flattened into it)}.
+    SOURCE: Final = "source"
+    #: The request and the engine's provenance (engine, model, factor, codec settings...).
+    PARAMS: Final = "params"
+    #: Which open pins of the source came along: {mode: open | none, pins: {old: new}}.
+    CARRY: Final = "carry"
+    AUTHOR: Final = "author"
+    CREATED_AT: Final = "created_at"
+    #: The job that made it (absent on the original).
+    JOB: Final = "job"
+    STATE: Final = "state"
+    DECISIONS: Final = "decisions"
 
 
 class Job:
@@ -109,6 +159,8 @@ class Job:
     POSITION: Final = "position"
     ERROR: Final = "error"
     LAYER: Final = "layer"
+    #: The revision an upscale or animate job made (None until it is done).
+    REVISION: Final = "revision"
     #: [x, y, w, h] of the mask's bounding box: where the live preview goes.
     BOX: Final = "box"
     CREATED_AT: Final = "created_at"

@@ -43,7 +43,8 @@ const roots = {
   meta: ydoc.getMap('meta'),
   pins: ydoc.getMap('pins'),
   layers: ydoc.getArray('layers'),
-  jobs: ydoc.getMap('jobs')
+  jobs: ydoc.getMap('jobs'),
+  revisions: ydoc.getArray('revisions')
 }
 const docJSON = () => Object.fromEntries(Object.entries(roots).map(([k, v]) => [k, v.toJSON()]))
 

@@ -16,12 +16,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from .base import Engine, EngineError
+from .kinds import AnimateEngine, UpscaleEngine
 
 logger = logging.getLogger(__name__)
 
-#: Job kinds and the base class of their engines. ``upscale`` and ``animate`` join later,
-#: each with its own small interface beside :class:`Engine` (which is the ``edit`` one).
-KINDS: dict[str, type] = {"edit": Engine}
+#: Job kinds and the base class of their engines: :class:`Engine` is the ``edit`` one, the
+#: others are in :mod:`.kinds`.
+KINDS: dict[str, type] = {"edit": Engine, "upscale": UpscaleEngine, "animate": AnimateEngine}
 
 #: kind -> name -> "module:Class". ``fill`` is the default edit engine; ``classical`` (the
 #: old default, OpenCV's Navier-Stokes and friends) stays for existing settings and scripts.
@@ -34,9 +35,19 @@ ENGINES: dict[str, dict[str, str]] = {
         "gemini": "proofroom.server.engines.hosted.gemini:GeminiEngine",
         "openai": "proofroom.server.engines.hosted.openai_images:OpenAIEngine",
     },
+    "upscale": {
+        "resample": "proofroom.server.engines.upscale.resample:ResampleEngine",
+        "spandrel": "proofroom.server.engines.upscale.spandrel_sr:SpandrelEngine",
+        "refine": "proofroom.server.engines.upscale.refine:RefineEngine",
+    },
+    "animate": {
+        "camera": "proofroom.server.engines.animate.camera:CameraEngine",
+        "diffusers": "proofroom.server.engines.animate.i2v:DiffusersVideoEngine",
+        "veo": "proofroom.server.engines.animate.veo:VeoEngine",
+    },
 }
 #: The engine a request of each kind gets when neither it nor ``--engine`` names one.
-DEFAULTS = {"edit": "fill"}
+DEFAULTS = {"edit": "fill", "upscale": "resample", "animate": "camera"}
 #: What ``--engine`` accepts: ``auto`` or any registered edit engine.
 ENGINE_SETTINGS = ("auto", *ENGINES["edit"])
 
@@ -70,7 +81,7 @@ class EngineInfo:
         }
 
 
-def engine_class(kind: str, name: str) -> type[Engine]:
+def engine_class(kind: str, name: str) -> type[Any]:
     """The class registered as ``name`` for ``kind``; EngineError if it cannot be imported."""
     try:
         target = ENGINES[kind][name]
@@ -84,12 +95,12 @@ def engine_class(kind: str, name: str) -> type[Engine]:
         missing = exc.name or module_name
         raise EngineError(f"not installed ({missing} is missing)") from None
     cls = getattr(module, class_name, None)
-    if not (isinstance(cls, type) and issubclass(cls, Engine) and issubclass(cls, KINDS[kind])):
+    if not (isinstance(cls, type) and issubclass(cls, KINDS[kind])):
         raise EngineError(f"not installed ({target} is not an {kind} engine)")
     return cls
 
 
-def models_of(cls: type[Engine], settings: Any = None) -> tuple[str, ...]:
+def models_of(cls: type[Any], settings: Any = None) -> tuple[str, ...]:
     """The models an engine offers on this server (the diffusion engine's come from settings)."""
     configured = getattr(cls, "configured_models", None)
     if callable(configured):
@@ -135,17 +146,34 @@ def describe_engines(settings: Any = None, kind: str | None = None) -> list[Engi
 
 def load_engine(name: str, model: str | None = None, settings: Any = None) -> Engine:
     """Make edit engine ``name`` (with ``model``, or its default)."""
+    engine: Engine = load_kind_engine("edit", name, model, settings)
+    return engine
+
+
+def load_upscale_engine(name: str, model: str | None = None, settings: Any = None) -> UpscaleEngine:
+    """Make upscale engine ``name`` (with ``model``, or its default)."""
+    engine: UpscaleEngine = load_kind_engine("upscale", name, model, settings)
+    return engine
+
+
+def load_animate_engine(name: str, model: str | None = None, settings: Any = None) -> AnimateEngine:
+    """Make animate engine ``name`` (with ``model``, or its default)."""
+    engine: AnimateEngine = load_kind_engine("animate", name, model, settings)
+    return engine
+
+
+def load_kind_engine(kind: str, name: str, model: str | None, settings: Any) -> Any:
+    """Make the ``kind`` engine ``name``; EngineError (saying why) if it cannot run here."""
     try:
-        cls = engine_class("edit", name)
+        cls = engine_class(kind, name)
     except EngineError as exc:
-        if name not in ENGINES["edit"]:
+        if name not in ENGINES.get(kind, {}):
             raise
         raise EngineError(f"the {name} engine is {exc.message}") from None
     reason = cls.availability(settings)
     if reason is not None:
         raise EngineError(f"the {name} engine is not available on this server: {reason}")
-    engine: Engine = cls(model, settings)  # type: ignore[call-arg]
-    return engine
+    return cls(model, settings)
 
 
 def choose_engine(setting: str, model: str | None, settings: Any = None) -> tuple[Engine, str]:
@@ -213,6 +241,7 @@ class EnginePool:
         self._engines: dict[tuple[str, str | None, int], Engine] = {
             (default.name, default_model, 0): default
         }
+        self._others: dict[tuple[str, str, str | None, int], Any] = {}
         self._lock = threading.Lock()
 
     def get(self, name: str, model: str | None) -> Engine:
@@ -223,4 +252,17 @@ class EnginePool:
             engine = self._engines.get(key)
             if engine is None:
                 engine = self._engines[key] = load_engine(name, model, self.settings)
+            return engine
+
+    def get_kind(self, kind: str, name: str, model: str | None) -> Any:
+        """The ``kind`` engine for ``(name, model)`` (an UpscaleEngine, an AnimateEngine...),
+        made on first use and kept like edit engines."""
+        if kind == "edit":
+            return self.get(name, model)
+        thread = threading.get_ident() if engine_class(kind, name).hosted else 0
+        with self._lock:
+            engine = self._others.get((kind, name, model, thread))
+            if engine is None:
+                engine = load_kind_engine(kind, name, model, self.settings)
+                self._others[(kind, name, model, thread)] = engine
             return engine

@@ -38,6 +38,19 @@ def layer_state(decisions: list[Decision], required_approvals: int) -> LayerStat
     return LayerState.PENDING
 
 
+def parse_decision(body: dict[str, Any]) -> tuple[Decision, str]:
+    """A decision request's body (``decision``, optional ``note``), as for layers and
+    revisions alike; 400 when it is not one."""
+    try:
+        decision = Decision(str(body.get("decision")))
+    except ValueError:
+        raise BadRequest(f"decision must be one of {[d.value for d in Decision]}") from None
+    note = "" if body.get("note") is None else body["note"]  # [] or 0 is no note: 400
+    if not isinstance(note, str) or len(note) > MAX_NOTE_CHARS:
+        raise BadRequest(f"note must be text of at most {MAX_NOTE_CHARS} characters")
+    return decision, note
+
+
 def variant_states(derived: list[LayerState]) -> list[LayerState]:
     """The states of one fix request's variants (in the order they were made), given the
     state each one's own decisions give it: approving one supersedes its siblings.
@@ -109,13 +122,7 @@ class Decisions:
         self, session_id: str, layer_id: str, body: dict[str, Any], actor: Identity
     ) -> dict[str, Any]:
         actor = actor.require(session_id, Action.DECIDE)
-        try:
-            decision = Decision(str(body.get("decision")))
-        except ValueError:
-            raise BadRequest(f"decision must be one of {[d.value for d in Decision]}") from None
-        note = "" if body.get("note") is None else body["note"]  # [] or 0 is no note: 400
-        if not isinstance(note, str) or len(note) > MAX_NOTE_CHARS:
-            raise BadRequest(f"note must be text of at most {MAX_NOTE_CHARS} characters")
+        decision, note = parse_decision(body)
         session = await self.records.get_session(session_id)
         if session is None:
             raise NotFound("no such session")
@@ -235,6 +242,78 @@ class Decisions:
             "variants": [{"id": v["layer"], "state": v["state"]} for v in outcome["siblings"]],
         }
 
+    async def decide_revision(
+        self, session_id: str, revision_id: str, body: dict[str, Any], actor: Identity
+    ) -> dict[str, Any]:
+        """An approver's decision on a whole revision (an upscale, a clip): the same body
+        and state rule as a layer's, recorded, audited and announced the same way."""
+        actor = actor.require(session_id, Action.DECIDE)
+        decision, note = parse_decision(body)
+        session = await self.records.get_session(session_id)
+        if session is None:
+            raise NotFound("no such session")
+        if revision_id == schema.ORIGINAL_REVISION:
+            raise Conflict("v1 is the upload itself; decide on its layers, or on a revision")
+        room = await self.rooms.acquire(session_id)
+        now = time.time()
+
+        def write(room: Room) -> dict[str, Any]:
+            revision = _find_revision(room, revision_id)
+            if revision is None:
+                raise NotFound("no such revision in this session")
+            recorded = revision.get(schema.Revision.DECISIONS)
+            if not isinstance(recorded, Map):
+                recorded = Map()
+                revision[schema.Revision.DECISIONS] = recorded
+            previous = recorded.get(actor.user_id)
+            recorded[actor.user_id] = {"decision": decision.value, "note": note, "at": now}
+            before = revision.get(schema.Revision.STATE)
+            everyone: dict[str, Any] = recorded.to_py() or {}
+            state = layer_state(
+                [Decision(d["decision"]) for d in everyone.values()], session.required_approvals
+            )
+            if state.value != before:
+                revision[schema.Revision.STATE] = state.value
+            return {"previous": previous, "before": before, "state": state.value, "all": everyone}
+
+        def audit(outcome: dict[str, Any]) -> list[Statement]:
+            return [
+                audit_statement(
+                    session_id,
+                    actor,
+                    "revision.decision",
+                    revision_id,
+                    {
+                        "decision": decision.value,
+                        "note": note,
+                        "replaces": outcome["previous"],
+                        "state": outcome["state"],
+                        "was": outcome["before"],
+                    },
+                )
+            ]
+
+        # The decision and its audit row commit together, or neither does.
+        outcome = await room.server_write(write, audit)
+        self.bus.publish(
+            events.Event(
+                events.REVISION_DECISION,
+                session_id,
+                {
+                    "revision": revision_id,
+                    "decision": decision.value,
+                    "note": note,
+                    "user": actor.user_id,
+                    "state": outcome["state"],
+                    "previous_state": outcome["before"],
+                    "at": now,
+                },
+            )
+        )
+        return {
+            "revision": {"id": revision_id, "state": outcome["state"], "decisions": outcome["all"]}
+        }
+
     async def set_required_approvals(
         self, session_id: str, required: int, actor: Identity
     ) -> list[dict[str, Any]]:
@@ -270,8 +349,10 @@ class Decisions:
                         "pin_change": pin,
                     }
                 )
+            _rederive_revisions(room, required, revisions_changed)
             return changed
 
+        revisions_changed: list[dict[str, Any]] = []
         statements: list[Statement] = [
             ("UPDATE sessions SET required_approvals = ? WHERE id = ?", (required, session_id)),
             audit_statement(
@@ -294,6 +375,20 @@ class Decisions:
                         "user": actor.user_id,
                         "state": change["state"],
                         "previous_state": change["previous_state"],
+                        "at": time.time(),
+                        "reason": "required_approvals changed",
+                    },
+                )
+            )
+        for change in revisions_changed:
+            self.bus.publish(
+                events.Event(
+                    events.REVISION_DECISION,
+                    session_id,
+                    {
+                        **change,
+                        "decision": None,
+                        "user": actor.user_id,
                         "at": time.time(),
                         "reason": "required_approvals changed",
                     },
@@ -328,6 +423,36 @@ class Decisions:
                 if job.status in (JobStatus.QUEUED, JobStatus.RUNNING):
                     raise Conflict("that job has not finished yet")
         raise NotFound("no such layer in this session")
+
+
+def _rederive_revisions(room: Room, required: int, changed: list[dict[str, Any]]) -> None:
+    """Re-derive every revision's state for ``required`` approvals (inside a write)."""
+    for revision in room.revisions:
+        if (
+            not isinstance(revision, Map)
+            or revision.get(schema.Revision.ID) == schema.ORIGINAL_REVISION
+        ):
+            continue
+        recorded = revision.get(schema.Revision.DECISIONS)
+        everyone: dict[str, Any] = recorded.to_py() or {} if isinstance(recorded, Map) else {}
+        state = layer_state([Decision(d["decision"]) for d in everyone.values()], required)
+        before = revision.get(schema.Revision.STATE)
+        if state.value != before:
+            revision[schema.Revision.STATE] = state.value
+            changed.append(
+                {
+                    "revision": revision.get(schema.Revision.ID),
+                    "state": state.value,
+                    "previous_state": before,
+                }
+            )
+
+
+def _find_revision(room: Room, revision_id: str) -> Map[Any] | None:
+    for entry in room.revisions:
+        if isinstance(entry, Map) and entry.get(schema.Revision.ID) == revision_id:
+            return entry
+    return None
 
 
 def _rederive(room: Room, required: int) -> list[tuple[Map[Any], LayerState]]:

@@ -37,6 +37,12 @@ async def open_pin(
         raise NotFound("no such pin in this session")
     if pin.get(schema.Pin.STATUS) == PinStatus.RESOLVED.value:
         raise Conflict("the pin is resolved; reopen it before asking for a new version")
+    revision = pin.get(schema.Pin.REVISION)
+    if revision and revision != schema.ORIGINAL_REVISION:
+        raise Conflict(
+            f"this pin is on revision {revision}; fixes and versions change the original (v1):"
+            " pin the original, or change it there and make the revision again"
+        )
     return session, room, pin
 
 

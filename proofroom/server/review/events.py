@@ -25,6 +25,8 @@ JOB_FAILED = "job.failed"
 JOB_CANCELLED = "job.cancelled"
 LAYER_CREATED = "layer.created"
 LAYER_DECISION = "layer.decision"
+REVISION_CREATED = "revision.created"
+REVISION_DECISION = "revision.decision"
 
 _ids = itertools.count(1)
 

@@ -13,7 +13,7 @@ from pycrdt import Map
 from ... import __version__
 from ...shared import schema
 from ...shared.enums import Decision, LayerState
-from ...shared.errors import NotFound
+from ...shared.errors import Conflict, NotFound
 from ...shared.permissions import Action
 from ..identity import ADMIN_USER_ID, Identity
 from ..rooms import Room, RoomManager
@@ -157,6 +157,130 @@ class Exporter:
             )
         )
         return data, info
+
+    async def revision_provenance(
+        self, session_id: str, revision_id: str, actor: Identity
+    ) -> dict[str, Any]:
+        """The sidecar of one approved revision (an upscale or a clip): how and by whom."""
+        actor.require(session_id, Action.ADMINISTER)
+        session = await self.records.get_session(session_id)
+        if session is None:
+            raise NotFound("no such session")
+        room = await self.rooms.acquire(session_id)
+        entry = next(
+            (
+                e.to_py() or {}
+                for e in room.revisions
+                if isinstance(e, Map) and e.get(schema.Revision.ID) == revision_id
+            ),
+            None,
+        )
+        if entry is None:
+            raise NotFound("no such revision in this session")
+        if entry.get(schema.Revision.STATE) != LayerState.APPROVED.value:
+            raise Conflict(
+                f"revision {revision_id} is {entry.get(schema.Revision.STATE)}; only an approved"
+                " revision is exported"
+            )
+        names = await self.records.names(session_id)
+        names.setdefault(ADMIN_USER_ID, "Admin")
+        decisions = entry.get(schema.Revision.DECISIONS) or {}
+        approvals = sorted(
+            (
+                {"user": user, "name": names.get(user), "at": d.get("at"), "note": d.get("note")}
+                for user, d in decisions.items()
+                if d.get("decision") == Decision.APPROVE
+            ),
+            key=lambda a: a["at"] or 0,
+        )
+        author = entry.get(schema.Revision.AUTHOR)
+        return {
+            "software": f"Proofroom {__version__}",
+            "session": session.id,
+            "title": session.title,
+            "revision": revision_id,
+            "kind": entry.get(schema.Revision.KIND),
+            "media": entry.get(schema.Revision.MEDIA),
+            "size": _whole([entry.get(schema.Revision.WIDTH), entry.get(schema.Revision.HEIGHT)]),
+            "fps": _whole(entry.get(schema.Revision.FPS)),
+            "frames": _whole(entry.get(schema.Revision.FRAMES)),
+            "blobs": {
+                key: entry.get(key)
+                for key in (
+                    schema.Revision.IMAGE,
+                    schema.Revision.MP4,
+                    schema.Revision.WEBM,
+                    schema.Revision.POSTER,
+                )
+                if entry.get(key)
+            },
+            "source": _whole(entry.get(schema.Revision.SOURCE)),
+            "carry": _whole(entry.get(schema.Revision.CARRY)),
+            "author": author,
+            "author_name": names.get(str(author)),
+            "created_at": entry.get(schema.Revision.CREATED_AT),
+            "approvals": approvals,
+            "approved_by": [a["user"] for a in approvals],
+            "params": _whole(entry.get(schema.Revision.PARAMS) or {}),
+        }
+
+    async def revision_file(
+        self, session_id: str, revision_id: str, actor: Identity
+    ) -> tuple[bytes, str, dict[str, Any]]:
+        """An approved revision as a file: a PNG with its provenance in text chunks for a
+        still, the H.264 MP4 with it in the container's metadata for a clip."""
+        info = await self.revision_provenance(session_id, revision_id, actor)
+        text = json.dumps(info, sort_keys=True)
+        if info["media"] == "video":
+            mp4 = await self.blobs.get(info["blobs"]["mp4"])
+            data = await anyio.to_thread.run_sync(_tag_mp4, mp4, info["title"], text)
+            media = "video/mp4"
+        else:
+            image = await self.blobs.get(info["blobs"]["image"])
+
+            def render() -> bytes:
+                meta = PngImagePlugin.PngInfo()
+                meta.add_text("Software", info["software"])
+                meta.add_text("Title", info["title"])
+                meta.add_itxt("proofroom", text)
+                out = io.BytesIO()
+                with Image.open(io.BytesIO(image)) as img:
+                    img.save(out, format="PNG", pnginfo=meta, compress_level=1)
+                return out.getvalue()
+
+            data = await anyio.to_thread.run_sync(render)
+            media = "image/png"
+        await self.records.db.write(
+            audit_statement(
+                session_id, actor, "revision.export", revision_id, {"media": info["media"]}
+            )
+        )
+        return data, media, info
+
+
+def _tag_mp4(mp4: bytes, title: str, provenance: str) -> bytes:
+    """The clip's MP4 remuxed (no re-encoding) with its provenance in the metadata."""
+    import tempfile
+    from pathlib import Path
+
+    import av
+
+    # faststart rewrites the file in a second pass, so it needs a real file.
+    with tempfile.TemporaryDirectory(prefix="proofroom-export-") as tmp:
+        path = Path(tmp) / "clip.mp4"
+        with (
+            av.open(io.BytesIO(mp4), "r") as source,
+            av.open(str(path), "w", format="mp4", options={"movflags": "+faststart"}) as target,
+        ):
+            target.metadata["title"] = title
+            target.metadata["comment"] = provenance
+            streams = {s.index: target.add_stream_from_template(s) for s in source.streams.video}
+            for packet in source.demux(*source.streams.video):
+                if packet.dts is None:
+                    continue
+                packet.stream = streams[packet.stream.index]
+                target.mux(packet)
+        return path.read_bytes()
 
 
 def a1111_parameters(info: dict[str, Any]) -> str:

@@ -16,7 +16,7 @@ import numpy as np
 from pycrdt import Map
 
 from ...shared import schema
-from ...shared.enums import JobStatus, LayerSource, LayerState
+from ...shared.enums import JobKind, JobStatus, LayerSource, LayerState
 from ...shared.errors import NotFound
 from ..engines import EngineError, FixResult, InpaintParams
 from ..engines.registry import EnginePool
@@ -54,6 +54,18 @@ class FixJobRunner:
         self._parents = ParentCache(4)
         self._masks = ParentCache(8)
         self._described: dict[int, dict[str, Any]] = {}
+        #: The runners of the other job kinds (upscale, animate): each of this runner's
+        #: methods hands their jobs over, so the worker and cancelling need one runner.
+        self.kinds: dict[JobKind, Any] = {}
+
+    def _other(self, job: Job) -> Any:
+        """The runner of a job of another kind than edit; None for an edit job."""
+        if job.kind is JobKind.EDIT:
+            return None
+        runner = self.kinds.get(job.kind)
+        if runner is None:
+            raise EngineError(f"this server runs no {job.kind.value} jobs")
+        return runner
 
     def _engine_of(self, job: Job) -> tuple[str, str | None]:
         """(engine, model) the job asked for; jobs from before engines per request ran on
@@ -65,6 +77,9 @@ class FixJobRunner:
         return name, job.payload.get("params", {}).get("model")
 
     async def prepare(self, job: Job) -> Work:
+        if (other := self._other(job)) is not None:
+            handed: Work = await other.prepare(job)
+            return handed
         payload = job.payload
         key = (payload["base"], payload.get("parent"))
         # What is decoded already is taken now (so an eviction cannot lose it) and its
@@ -129,6 +144,9 @@ class FixJobRunner:
         return info
 
     async def started(self, job: Job) -> None:
+        if (other := self._other(job)) is not None:
+            return await other.started(job)  # type: ignore[no-any-return]
+
         def write(room: Room) -> None:
             entry = job_entry(room, job)
             entry[schema.Job.STATUS] = JobStatus.RUNNING.value
@@ -141,6 +159,8 @@ class FixJobRunner:
         await self.positions.refresh()
 
     async def progress(self, job: Job, step: int, total: int, preview: Any) -> None:
+        if (other := self._other(job)) is not None:
+            return await other.progress(job, step, total, preview)  # type: ignore[no-any-return]
         preview_id = None
         if isinstance(preview, np.ndarray):
             png = await anyio.to_thread.run_sync(encode_png, preview)
@@ -158,6 +178,9 @@ class FixJobRunner:
         await self.rooms.server_write(job.session_id, write)
 
     async def result(self, job: Job, output: Any) -> tuple[str, dict[str, Any]]:
+        if (other := self._other(job)) is not None:
+            done: tuple[str, dict[str, Any]] = await other.result(job, output)
+            return done
         assert isinstance(output, FixResult)
         png = await anyio.to_thread.run_sync(encode_png, output.patch)
         patch_id = await self.blobs.put(png)
@@ -192,6 +215,9 @@ class FixJobRunner:
         return layer_id, layer
 
     async def publish(self, job: Job, layer: dict[str, Any]) -> None:
+        if (other := self._other(job)) is not None:
+            return await other.publish(job, layer)  # type: ignore[no-any-return]
+
         def write(room: Room) -> None:
             layer_id = layer[schema.Layer.ID]
             if not any(
@@ -231,6 +257,9 @@ class FixJobRunner:
         )
 
     async def stopped(self, job: Job) -> None:
+        if (other := self._other(job)) is not None:
+            return await other.stopped(job)  # type: ignore[no-any-return]
+
         def write(room: Room) -> None:
             entry = job_entry(room, job)
             entry[schema.Job.STATUS] = job.status.value

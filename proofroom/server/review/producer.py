@@ -34,6 +34,8 @@ INDEXED = frozenset(
         events.PIN_REOPENED,
         events.LAYER_CREATED,
         events.LAYER_DECISION,
+        events.REVISION_CREATED,
+        events.REVISION_DECISION,
         events.JOB_DONE,
         events.JOB_FAILED,
         events.JOB_CANCELLED,
@@ -87,6 +89,9 @@ UPDATE producer_sessions SET
                      SELECT approved_at FROM producer_layers
                      WHERE session_id = ?1 AND state = 'approved' AND approved_at IS NOT NULL
                      ORDER BY approved_at)),
+    revisions = (SELECT count(*) FROM producer_revisions WHERE session_id = ?1),
+    approved_revisions = (SELECT count(*) FROM producer_revisions
+                          WHERE session_id = ?1 AND state = 'approved'),
     jobs_done = (SELECT count(*) FROM producer_jobs WHERE session_id = ?1 AND status = 'done'),
     jobs_failed = (SELECT count(*) FROM producer_jobs
                    WHERE session_id = ?1 AND status = 'failed'),
@@ -111,6 +116,12 @@ _INSERT_LAYER = """
 INSERT INTO producer_layers (session_id, layer_id, pin_id, created_at, state, fix)
 VALUES (?1, ?2, ?3, ?4, 'pending', ?5)
 ON CONFLICT (session_id, layer_id) DO UPDATE SET fix = coalesce(fix, excluded.fix)
+"""
+
+_INSERT_REVISION = """
+INSERT INTO producer_revisions (session_id, revision_id, kind, state, created_at)
+VALUES (?1, ?2, ?3, ?4, ?5)
+ON CONFLICT (session_id, revision_id) DO NOTHING
 """
 
 # In SET expressions ``state`` is still the old value.
@@ -222,6 +233,21 @@ class ProducerIndex:
                 out.append((_INSERT_LAYER, (sid, layer, _text(data.get("pin")), at, fix)))
         elif event.type == events.LAYER_DECISION:
             out += self._decision(sid, data, at)
+        elif event.type == events.REVISION_CREATED:
+            revision = _text(data.get("revision"))
+            if revision is not None:
+                kind = _text(data.get("kind")) or "upscale"
+                out.append((_INSERT_REVISION, (sid, revision, kind, "pending", at)))
+        elif event.type == events.REVISION_DECISION:
+            revision, state = _text(data.get("revision")), _text(data.get("state"))
+            if revision is not None and state is not None:
+                out.append(
+                    (
+                        "UPDATE producer_revisions SET state = ?"
+                        " WHERE session_id = ? AND revision_id = ?",
+                        (state, sid, revision),
+                    )
+                )
         elif event.type in _JOB_STATUS:
             job = _text(data.get("job"))
             if job is not None:
@@ -298,7 +324,7 @@ def session_statements(room: Any, session: Any) -> list[Statement]:
     now = time.time()
     out: list[Statement] = [
         (f"DELETE FROM {table} WHERE session_id = ?", (sid,))
-        for table in ("producer_pins", "producer_layers", "producer_jobs")
+        for table in ("producer_pins", "producer_layers", "producer_jobs", "producer_revisions")
     ]
     out.append(
         (
@@ -366,6 +392,21 @@ def session_statements(room: Any, session: Any) -> list[Statement]:
                     str(pin.get(schema.Pin.STATUS) or "open"),
                     first[4] if first else None,
                     rounds,
+                ),
+            )
+        )
+    for entry in getattr(room, "revisions", None) or ():
+        if not isinstance(entry, Map) or entry.get(schema.Revision.ID) == schema.ORIGINAL_REVISION:
+            continue
+        out.append(
+            (
+                _INSERT_REVISION,
+                (
+                    sid,
+                    str(entry.get(schema.Revision.ID)),
+                    str(entry.get(schema.Revision.KIND) or "upscale"),
+                    str(entry.get(schema.Revision.STATE) or LayerState.PENDING.value),
+                    _number(entry.get(schema.Revision.CREATED_AT)),
                 ),
             )
         )

@@ -177,7 +177,9 @@ class ProducerView:
             " coalesce(sum(rejected), 0) AS rejected, coalesce(sum(pins), 0) AS pins,"
             " coalesce(sum(open_pins), 0) AS open_pins,"
             " coalesce(sum(approved_pins), 0) AS approved_pins,"
-            " coalesce(sum(rounds_sum), 0) AS rounds_sum, max(last_activity) AS last_activity"
+            " coalesce(sum(rounds_sum), 0) AS rounds_sum, max(last_activity) AS last_activity,"
+            " coalesce(sum(revisions), 0) AS revisions,"
+            " coalesce(sum(approved_revisions), 0) AS approved_revisions"
             f" FROM producer_sessions{where}",
             args,
         )
@@ -200,6 +202,7 @@ class ProducerView:
             "rounds_per_pin": row["rounds_sum"] / approved_pins if approved_pins else None,
             "median_time_to_approval": median[0] if median else None,
             "last_activity": row["last_activity"],
+            "revisions": {"total": row["revisions"], "approved": row["approved_revisions"]},
         }
 
 
@@ -228,6 +231,7 @@ def session_json(row: sqlite3.Row) -> dict[str, Any]:
         "time_in_review": row["time_in_review"],
         "last_approval": row["last_approved_at"],
         "approvals": json.loads(row["approvals"]),
+        "revisions": {"total": row["revisions"], "approved": row["approved_revisions"]},
         "jobs": {
             "done": row["jobs_done"],
             "failed": row["jobs_failed"],

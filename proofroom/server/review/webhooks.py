@@ -36,6 +36,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_EVENTS = (
     events.LAYER_CREATED,
     events.LAYER_DECISION,
+    events.REVISION_CREATED,
+    events.REVISION_DECISION,
     events.JOB_DONE,
     events.JOB_FAILED,
     events.JOB_CANCELLED,

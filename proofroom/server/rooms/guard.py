@@ -49,7 +49,7 @@ from ...shared.schema import Pin
 from ...shared.updates import ID, TYPE_ARRAY, UpdateShape, read_update
 from ..identity import Identity
 from . import native_events
-from .pin_rules import NO_AUTHOR, PinRules
+from .pin_rules import NO_AUTHOR, REVISION_BOUND, PinRules
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ def new_document() -> tuple[Doc[Any], dict[str, Map[Any] | Array[Any]]]:
     doc: Doc[Any] = Doc()
     roots: dict[str, Map[Any] | Array[Any]] = {
         name: doc.get(name, type=Map if name in schema.MAP_ROOTS else Array)
-        for name in (schema.META, schema.PINS, schema.LAYERS, schema.JOBS)
+        for name in (schema.META, schema.PINS, schema.LAYERS, schema.JOBS, schema.REVISIONS)
     }
     return doc, roots
 
@@ -158,6 +158,7 @@ class Guard(PinRules):
         """
         self._doc, self._roots = new_document()
         self._meta: Map[Any] = self._roots[schema.META]  # type: ignore[assignment]
+        self._revisions: Array[Any] = self._roots[schema.REVISIONS]  # type: ignore[assignment]
         if state:
             self._doc.apply_update(state)
         #: The document's state vector: client id -> next clock.
@@ -353,6 +354,8 @@ class Guard(PinRules):
                 if not isinstance(change.get("newValue"), _PLAIN):
                     return False
             pin_id = path[0]
+            if not REVISION_BOUND.isdisjoint(keys) and len(self._revisions):
+                return False  # checked against the pin's revision, on the typed path
             if actor is not None:
                 author = self._authors.get(pin_id, NO_AUTHOR)
                 if author is NO_AUTHOR:

@@ -13,20 +13,26 @@ from typing import Any
 from pycrdt import Array, ArrayEvent, Map, MapEvent
 
 from ...shared import schema
-from ...shared.enums import PIN_TRANSITIONS, PinStatus, can_transition
-from ...shared.schema import Comment, Pin
+from ...shared.enums import PIN_TRANSITIONS, PinStatus, RevisionMedia, can_transition
+from ...shared.schema import Comment, Pin, Revision
 from ..identity import Identity
 from ..store.blobs import is_blob_id
 
 #: A pin's entry in :attr:`PinRules._authors` when its value is not a map.
 NO_AUTHOR = object()
 _PIN_STATUSES = frozenset(status.value for status in PinStatus)
+#: A pin's revision when it names none (the original, ``v1``).
+_ORIGINAL = object()
+#: The pin fields whose check depends on the revision the pin is on.
+REVISION_BOUND = frozenset({Pin.X, Pin.Y, Pin.FRAME, Pin.FRAMES})
 
 
 class PinRules:
     """Checks of one change under ``pins``; a refusal goes to :meth:`_deny`."""
 
     _meta: Map[Any]
+    #: The server-written stack of revisions (empty for a session with only its original).
+    _revisions: Array[Any]
     #: Each pin's author (it never changes), so an edit's check reads no pin map.
     _authors: dict[str, Any]
 
@@ -75,9 +81,13 @@ class PinRules:
         # A pin made and resolved while offline arrives resolved, in one update.
         if fields.get(Pin.STATUS) not in _PIN_STATUSES:
             self._deny(f"a pin's status is one of {sorted(_PIN_STATUSES)}")
+        revision = self._revision_of(fields.get(Pin.REVISION, _ORIGINAL), Pin.REVISION in fields)
         for key in (Pin.X, Pin.Y, Pin.TEXT, Pin.CREATED_AT, Pin.UPDATED_AT, Pin.REGION, Pin.MASK):
             if key in fields:
-                self._check_pin_value(key, fields[key])
+                self._check_pin_value(key, fields[key], revision)
+        for key in (Pin.FRAME, Pin.FRAMES):
+            if key in fields:
+                self._check_frame_value(key, fields[key], revision)
         thread = fields.get(Pin.THREAD)
         if not isinstance(thread, Array):
             self._deny("a pin's thread must be an array")
@@ -89,9 +99,52 @@ class PinRules:
         author = self._authors.get(event.path[0], NO_AUTHOR)
         if author is NO_AUTHOR:
             author = event.target.get(Pin.AUTHOR)
-        self._check_pin_keys(author, event.keys, actor)
+        revision: Any = _ORIGINAL
+        if any(key in REVISION_BOUND for key in event.keys):
+            revision = self._revision_of(event.target.get(Pin.REVISION, _ORIGINAL), False)
+        self._check_pin_keys(author, event.keys, actor, revision)
 
-    def _check_pin_keys(self, author: Any, keys: dict[str, Any], actor: Identity) -> None:
+    def _revision_of(self, revision_id: Any, named: bool) -> Any:
+        """The revision map a pin is on; ``_ORIGINAL`` for the original (or when the pin
+        names one that the guard already refused)."""
+        if revision_id == _ORIGINAL or revision_id == schema.ORIGINAL_REVISION:
+            return _ORIGINAL
+        if not isinstance(revision_id, str):
+            self._deny("a pin's revision must be a revision id")
+            return _ORIGINAL
+        for entry in self._revisions:
+            if isinstance(entry, Map) and entry.get(Revision.ID) == revision_id:
+                return entry
+        if named:
+            self._deny(f"no revision {revision_id!r} in this session")
+        return _ORIGINAL
+
+    def _check_frame_value(self, key: str, value: Any, revision: Any) -> None:
+        frames = None
+        if revision is not _ORIGINAL and revision.get(Revision.MEDIA) == RevisionMedia.VIDEO:
+            frames = revision.get(Revision.FRAMES)
+        if value is None and key == Pin.FRAMES:
+            return
+        if not _is_number(frames):
+            self._deny(f"'{key}' is for pins on a clip; this pin is on a still")
+            return
+        assert isinstance(frames, int | float)
+        count = int(frames)
+        if key == Pin.FRAME:
+            if not _is_frame(value, count):
+                self._deny(f"'frame' must be a whole frame number from 0 to {count - 1}")
+        elif not (
+            isinstance(value, list)
+            and len(value) == 2
+            and all(_is_frame(v, count) for v in value)
+            and value[0] <= value[1]
+        ):
+            self._deny(f"'frames' must be [first, last] frame numbers from 0 to {count - 1}")
+
+    def _check_pin_keys(
+        self, author: Any, keys: dict[str, Any], actor: Identity, revision: Any = None
+    ) -> None:
+        revision = _ORIGINAL if revision is None else revision
         if author != actor.user_id:
             self._deny("only a pin's author may change it")
             return
@@ -103,8 +156,10 @@ class PinRules:
                     self._deny(f"'{key}' of a pin cannot be removed")
             elif key == Pin.STATUS:
                 self._check_status(change.get("oldValue"), change.get("newValue"))
+            elif key in (Pin.FRAME, Pin.FRAMES):
+                self._check_frame_value(key, change.get("newValue"), revision)
             else:
-                self._check_pin_value(key, change.get("newValue"))
+                self._check_pin_value(key, change.get("newValue"), revision)
 
     def _check_status(self, old: Any, new: Any) -> None:
         try:
@@ -115,9 +170,12 @@ class PinRules:
         if not can_transition(PIN_TRANSITIONS, old_status, new_status):
             self._deny(f"a pin cannot go from {old} to {new}")
 
-    def _check_pin_value(self, key: str, value: Any) -> None:
+    def _check_pin_value(self, key: str, value: Any, revision: Any = None) -> None:
         if key in (Pin.X, Pin.Y):
-            limit = self._meta.get(schema.Meta.WIDTH if key == Pin.X else schema.Meta.HEIGHT)
+            if revision is None or revision is _ORIGINAL:
+                limit = self._meta.get(schema.Meta.WIDTH if key == Pin.X else schema.Meta.HEIGHT)
+            else:
+                limit = revision.get(Revision.WIDTH if key == Pin.X else Revision.HEIGHT)
             if not _is_number(value) or value < 0 or (_is_number(limit) and value > limit):
                 self._deny(f"pin '{key}' must be a pixel coordinate inside the image")
         elif key == Pin.TEXT:
@@ -178,6 +236,10 @@ class PinRules:
                 self._deny("'deleted' must be true or false")
             elif key == Comment.EDITED_AT and not _is_number(new):
                 self._deny("'edited_at' must be a time in seconds")
+
+
+def _is_frame(value: Any, count: int) -> bool:
+    return _is_number(value) and float(value).is_integer() and 0 <= value < count
 
 
 def _is_number(value: Any) -> bool:

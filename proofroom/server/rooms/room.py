@@ -181,6 +181,7 @@ class Room:
         self.pins: Map[Any] = self.roots[schema.PINS]  # type: ignore[assignment]
         self.layers: Array[Any] = self.roots[schema.LAYERS]  # type: ignore[assignment]
         self.jobs: Map[Any] = self.roots[schema.JOBS]  # type: ignore[assignment]
+        self.revisions: Array[Any] = self.roots[schema.REVISIONS]  # type: ignore[assignment]
         self._subscription = self.doc.observe(self._on_update)
         self._captured.clear()
 

@@ -225,4 +225,18 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     ALTER TABLE jobs ADD COLUMN lane TEXT NOT NULL DEFAULT 'local';
     CREATE INDEX jobs_lane ON jobs(lane, status, seq);
     """,
+    # 10: the producer's index counts each session's revisions (upscales and clips) and
+    # how many are approved; sessions from before have none.
+    """
+    CREATE TABLE producer_revisions (
+        session_id TEXT NOT NULL,
+        revision_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        state TEXT NOT NULL,
+        created_at REAL,
+        PRIMARY KEY (session_id, revision_id)
+    ) WITHOUT ROWID;
+    ALTER TABLE producer_sessions ADD COLUMN revisions INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE producer_sessions ADD COLUMN approved_revisions INTEGER NOT NULL DEFAULT 0;
+    """,
 )

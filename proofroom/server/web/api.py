@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from ...shared.enums import JobKind
 from ...shared.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge, ProofroomError
 from ...shared.permissions import Action
 from ...shared.protocol import CloseCode
@@ -16,6 +17,7 @@ from ..identity import ADMIN_USER_ID, Identity
 from ..jobs.queue import Job
 from ..review.events import SESSION_CREATED, Event
 from ..store.records import SessionRecord
+from . import revisions_api
 from .common import base_url, identity, json_body, services, token_of
 
 #: What ``POST /api/sessions/{id}/invites`` reads.
@@ -228,8 +230,19 @@ async def get_blob(request: Request) -> Response:
     headers = {"Cache-Control": "private, max-age=31536000, immutable", "ETag": etag}
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers=headers)
-    media = "image/png" if data[:8] == b"\x89PNG\r\n\x1a\n" else "application/octet-stream"
+    media = _media_type(data)
     return Response(data, media_type=media, headers=headers)
+
+
+def _media_type(data: bytes) -> str:
+    """What a blob holds, from its first bytes (pictures, and a clip's renditions)."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return "image/png"
+    if data[4:8] == b"ftyp":
+        return "video/mp4"
+    if data[:4] == b"\x1aE\xdf\xa3":
+        return "video/webm"
+    return "application/octet-stream"
 
 
 async def get_blob_preview(request: Request) -> Response:
@@ -257,7 +270,11 @@ def job_json(job: Job) -> dict[str, Any]:
         "status": job.status.value,
         "attempts": job.attempts,
         "error": job.error,
-        "layer": job.layer_id,
+        "kind": job.kind.value,
+        "engine": job.engine,
+        # The queue keeps a job's one result id: a layer for edits, a revision otherwise.
+        "layer": job.layer_id if job.kind is JobKind.EDIT else None,
+        "revision": job.layer_id if job.kind is not JobKind.EDIT else None,
         "created_at": job.created_at,
         "started_at": job.started_at,
         "finished_at": job.finished_at,
@@ -326,4 +343,5 @@ routes = [
     Route("/api/jobs/{job_id}/cancel", cancel_job, methods=["POST"]),
     Route("/blobs/{blob_id}", get_blob),
     Route("/blobs/{blob_id}/preview", get_blob_preview),
+    *revisions_api.routes,
 ]

@@ -12,7 +12,7 @@ from starlette.routing import Route
 
 from ...shared.errors import BadRequest, PayloadTooLarge
 from ...shared.permissions import Action
-from ..engines.registry import describe_engines
+from ..engines.registry import DEFAULTS, describe_engines
 from .common import identity, json_body, services
 
 #: The fields each JSON endpoint here reads; anything else is a 400 (unknown_field).
@@ -32,7 +32,7 @@ async def list_engines(request: Request) -> Response:
     infos = await anyio.to_thread.run_sync(describe_engines, svc.settings)
     return JSONResponse(
         {
-            "default": {"edit": svc.fixes.default_engine},
+            "default": {**DEFAULTS, "edit": svc.fixes.default_engine},
             "default_model": {"edit": svc.fixes.default_model},
             "engines": [info.to_json() for info in infos],
         }
