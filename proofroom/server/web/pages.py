@@ -58,6 +58,8 @@ def security_headers(request: Request) -> dict[str, str]:
             "script-src 'self'",
             "style-src 'self'",
             "img-src 'self' data: blob:",
+            # A clip revision plays from a blob: URL (seekable whatever the server's ranges).
+            "media-src 'self' blob:",
             f"connect-src 'self'{sockets}",
             "base-uri 'none'",
             "form-action 'self'",

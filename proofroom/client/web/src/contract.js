@@ -10,6 +10,8 @@ export const CLOSE = contract.protocol.CloseCode
 export const MESSAGE = contract.protocol.MessageType
 export const PERMANENT_CLOSE = new Set(contract.protocol.permanent_close_codes)
 export const MAX_TEXT = contract.limits.MAX_TEXT_CHARS
+/** The original upload's revision id: what a pin or layer without `revision` is on. */
+export const ORIGINAL_REVISION = contract.original_revision || 'v1'
 
 /** Whether `role` may perform `action` (view, comment, edit, decide, administer). */
 export function can (role, action) {

@@ -27,6 +27,8 @@ import { mountPeople } from './panels/people.js'
 import { mountSharePanel } from './panels/share.js'
 import { resolvePerson } from './join.js'
 import { mountReplayButton } from './replay.js'
+import { mountRevisionStrip, mountRevisionsPanel } from './revisions.js'
+import { mountClip } from './clip.js'
 
 const WHY = {
   401: 'This link is not valid, or it has expired. Ask the session owner for a new one.',
@@ -99,6 +101,11 @@ async function boot () {
   })
   const cursors = new Cursors(byId('cursors'), view)
   const composer = new PinComposer(byId('composer-host'), app)
+  // A new pin goes on the revision shown and, on a clip, the frame shown.
+  store.pinContext = () => ({
+    revision: app.state.revision,
+    frame: app.revision().media === 'video' ? app.state.frame : null
+  })
   app.redraw = () => {
     renderer.invalidate()
     overlay.invalidate()
@@ -127,7 +134,7 @@ async function boot () {
 
   const renderMarkers = perFrame(() => {
     const busy = new Set(store.jobList().filter((j) => j.status === 'queued' || j.status === 'running').map((j) => j.pin_id))
-    markers.render(store.pinList(), {
+    markers.render(app.stagePins(), {
       selectedId: app.state.selectedPin,
       userId: me.user_id,
       busyPins: busy,
@@ -146,12 +153,26 @@ async function boot () {
     for (const layer of store.layerList()) images.load(layer.patch).catch(() => {})
   })
   app.on('change:selectedPin', renderMarkers)
+  app.on('change:frame', () => { renderMarkers(); overlay.invalidate() })
+  // Another revision: its picture (or clip), size, pins and layers.
+  const showRevision = () => {
+    const rev = app.revision()
+    stage.dataset.revision = rev.id
+    if (view.imageWidth !== rev.width || view.imageHeight !== rev.height) view.setImage(rev.width, rev.height)
+    renderMarkers()
+    app.redraw()
+  }
+  app.on('change:revision', showRevision)
+  store.on('revisions', showRevision)
+  mountClip(stage, app)
+  mountRevisionStrip(byId('revision-strip'), app)
   presence.on('peers', (peers) => cursors.render(peers))
   presence.on('names', renderMarkers)
 
   // -- panels -------------------------------------------------------------------------------
   const pinsPanel = mountPinsPanel(byId('panel-pins'), app)
   mountLayersPanel(byId('panel-layers'), app)
+  mountRevisionsPanel(byId('panel-revisions'), app)
   if (app.caps.edit) mountFixPanel(byId('panel-fix'), app)
   mountPeople(byId('panel-people'), byId('avatars'), app)
   const share = app.caps.administer ? mountSharePanel(byId('panel-share'), app) : null
@@ -176,6 +197,7 @@ async function boot () {
   attachInput(stage, app, {
     onPinDraft: (draft) => {
       if (!app.caps.comment) return
+      app.emit('pin-draft') // a playing clip stops on the frame the pin goes on
       composer.open(draft)
     },
     onLockDrawn: (box) => share && share.addLock(box)

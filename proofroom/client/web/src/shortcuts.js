@@ -14,6 +14,7 @@ const HELP = [
   ['R', 'Resolve or reopen your selected pin'],
   ['Enter', 'Reply to the selected pin'],
   ['S / T / D', 'Compare the selected version: slider, toggle, difference'],
+  [', / .', 'On a clip: previous / next frame'],
   ['[ / ]', 'Previous / next variant of the selected version (shown on the canvas)'],
   ['Ctrl+Enter', 'Send (reply, fix)'],
   ['Esc', 'Leave a text field; close, stop comparing, stop following, deselect'],

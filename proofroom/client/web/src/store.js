@@ -3,7 +3,7 @@
 // shows an edit the server would refuse.
 import * as Y from 'yjs'
 import { Emitter } from './events.js'
-import { F, ROOTS, can } from './contract.js'
+import { F, ROOTS, ORIGINAL_REVISION as ORIGINAL, can } from './contract.js'
 import { newId } from './dom.js'
 
 const P = F.Pin
@@ -11,6 +11,7 @@ const CM = F.Comment
 const L = F.Layer
 const J = F.Job
 const M = F.Meta
+const R = F.Revision
 
 const now = () => Date.now() / 1000
 const round2 = (v) => Math.round(v * 100) / 100
@@ -28,9 +29,13 @@ export class DocStore extends Emitter {
     this.pins = doc.getMap(ROOTS.PINS)
     this.layers = doc.getArray(ROOTS.LAYERS)
     this.jobs = doc.getMap(ROOTS.JOBS)
+    this.revisions = doc.getArray(ROOTS.REVISIONS)
+    // Where a new pin goes: the revision shown and, on a clip, its frame (set by the room).
+    this.pinContext = () => ({})
     this._pinCache = new Map()
     this._pinList = null
     this._layerList = null
+    this._revisionList = null
     this.pins.observeDeep((events) => {
       const ids = new Set()
       for (const event of events) {
@@ -46,6 +51,10 @@ export class DocStore extends Emitter {
       this.emit('layers')
     })
     this.jobs.observeDeep(() => this.emit('jobs'))
+    this.revisions.observeDeep(() => {
+      this._revisionList = null
+      this.emit('revisions')
+    })
     this.meta.observeDeep(() => this.emit('meta'))
   }
 
@@ -93,6 +102,20 @@ export class DocStore extends Emitter {
     return this._layerList
   }
 
+  /** The stack of revisions (v1 first); empty while the session has only its original. */
+  revisionList () {
+    if (this._revisionList) return this._revisionList
+    this._revisionList = this.revisions.toArray()
+      .filter((m) => m instanceof Y.Map)
+      .map((m, i) => readRevision(m, i))
+      .filter((r) => r.id)
+    return this._revisionList
+  }
+
+  revision (id) {
+    return this.revisionList().find((r) => r.id === id) || null
+  }
+
   layer (id) {
     return this.layerList().find((l) => l.id === id) || null
   }
@@ -138,6 +161,9 @@ export class DocStore extends Emitter {
     pin.set(P.CREATED_AT, now())
     pin.set(P.THREAD, new Y.Array())
     if (region) pin.set(P.REGION, region.map(Math.round))
+    const { revision, frame } = this.pinContext()
+    if (revision && revision !== ORIGINAL) pin.set(P.REVISION, revision)
+    if (Number.isInteger(frame)) pin.set(P.FRAME, frame)
     this.doc.transact(() => this.pins.set(id, pin))
     return id
   }
@@ -171,8 +197,10 @@ export class DocStore extends Emitter {
     if (!this._writable()) return
     const pin = this.pins.get(pinId)
     if (!(pin instanceof Y.Map) || pin.get(P.AUTHOR) !== this.userId) return
-    const W = Number(this.meta.get(M.WIDTH)) || Infinity
-    const H = Number(this.meta.get(M.HEIGHT)) || Infinity
+    // Kept on the picture of the pin's own revision (an upscale is larger than the upload).
+    const rev = this.revision(pin.get(P.REVISION) || ORIGINAL)
+    const W = Number(rev ? rev.width : this.meta.get(M.WIDTH)) || Infinity
+    const H = Number(rev ? rev.height : this.meta.get(M.HEIGHT)) || Infinity
     const nx = round2(Math.max(0, Math.min(W, x)))
     const ny = round2(Math.max(0, Math.min(H, y)))
     const region = plain(pin.get(P.REGION))
@@ -185,6 +213,18 @@ export class DocStore extends Emitter {
       }
       pin.set(P.X, nx)
       pin.set(P.Y, ny)
+      pin.set(P.UPDATED_AT, now())
+    })
+  }
+
+  /** On a clip: the range of frames one's own pin is about ([first, last]), or none. */
+  setFrames (pinId, frames) {
+    if (!this._writable()) return
+    const pin = this.pins.get(pinId)
+    if (!(pin instanceof Y.Map) || pin.get(P.AUTHOR) !== this.userId) return
+    this.doc.transact(() => {
+      if (frames) pin.set(P.FRAMES, [Math.round(frames[0]), Math.round(frames[1])])
+      else pin.delete(P.FRAMES)
       pin.set(P.UPDATED_AT, now())
     })
   }
@@ -220,6 +260,10 @@ function readPin (id, map) {
     created_at: Number(map.get(P.CREATED_AT)) || 0,
     region: isBox(region) ? region : null,
     mask: map.get(P.MASK) || null,
+    revision: map.get(P.REVISION) || ORIGINAL,
+    frame: Number.isFinite(map.get(P.FRAME)) ? Math.round(map.get(P.FRAME)) : null,
+    frames: isRange(plain(map.get(P.FRAMES))) ? plain(map.get(P.FRAMES)).map(Math.round) : null,
+    carried_from: map.get(P.CARRIED_FROM) || null,
     jobs: plain(map.get(P.JOBS)) || [],
     layers: plain(map.get(P.LAYERS)) || [],
     thread: thread instanceof Y.Array
@@ -249,8 +293,39 @@ function readLayer (map, index) {
     author: map.get(L.AUTHOR),
     created_at: map.get(L.CREATED_AT),
     state: map.get(L.STATE) || 'pending',
-    decisions: plain(map.get(L.DECISIONS)) || {}
+    decisions: plain(map.get(L.DECISIONS)) || {},
+    revision: map.get(L.REVISION) || ORIGINAL
   }
+}
+
+function readRevision (map, index) {
+  const n = (key) => (Number.isFinite(map.get(key)) ? Number(map.get(key)) : null)
+  return {
+    index,
+    id: map.get(R.ID),
+    kind: map.get(R.KIND),
+    media: map.get(R.MEDIA) || 'image',
+    image: map.get(R.IMAGE) || null,
+    mp4: map.get(R.MP4) || null,
+    webm: map.get(R.WEBM) || null,
+    poster: map.get(R.POSTER) || null,
+    width: n(R.WIDTH),
+    height: n(R.HEIGHT),
+    fps: n(R.FPS),
+    frames: n(R.FRAMES),
+    source: plain(map.get(R.SOURCE)) || null,
+    params: plain(map.get(R.PARAMS)) || {},
+    carry: plain(map.get(R.CARRY)) || null,
+    author: map.get(R.AUTHOR),
+    created_at: map.get(R.CREATED_AT),
+    job: map.get(R.JOB) || null,
+    state: map.get(R.STATE) || 'pending',
+    decisions: plain(map.get(R.DECISIONS)) || {}
+  }
+}
+
+function isRange (v) {
+  return Array.isArray(v) && v.length === 2 && v.every(Number.isFinite) && v[0] <= v[1]
 }
 
 function readJob (map) {

@@ -51,7 +51,12 @@ export function siblingsOf (store, layer) {
 }
 
 /** What the canvas shows, in words: "Showing v3 (variant 2 of 4) over the approved image". */
-export function canvasCaption (store, selectedId) {
+export function canvasCaption (store, selectedId, revision = null) {
+  // An upscale or a clip is a whole picture of its own (revisions.js): say which.
+  if (revision && revision.kind !== 'original') {
+    const what = revision.kind === 'clip' ? 'a clip' : 'an upscale'
+    return `Showing v${revision.index + 1}, ${what} (${stateLabel(revision.state).toLowerCase()})`
+  }
   const layers = store.layerList()
   const approved = layers.filter((l) => l.state === 'approved')
   const picture = approved.length ? 'the approved image' : 'the original image'

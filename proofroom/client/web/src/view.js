@@ -16,6 +16,8 @@ export class View extends Emitter {
     this.imageWidth = 1
     this.imageHeight = 1
     this.fitted = true
+    // Stage pixels along the bottom that a bar covers (a clip's timeline): fit above them.
+    this.reserveBottom = 0
   }
 
   toScreen (x, y) {
@@ -27,7 +29,7 @@ export class View extends Emitter {
   }
 
   fitScale () {
-    return Math.min(this.width / this.imageWidth, this.height / this.imageHeight) * 0.95
+    return Math.min(this.width / this.imageWidth, (this.height - this.reserveBottom) / this.imageHeight) * 0.95
   }
 
   setImage (width, height) {
@@ -47,7 +49,8 @@ export class View extends Emitter {
 
   fit () {
     this.fitted = true
-    this.centerOn(this.imageWidth / 2, this.imageHeight / 2, this.fitScale(), true)
+    const scale = this.fitScale()
+    this.centerOn(this.imageWidth / 2, this.imageHeight / 2 + this.reserveBottom / 2 / scale, scale, true)
   }
 
   centerOn (x, y, scale = this.scale, keepFitted = false) {

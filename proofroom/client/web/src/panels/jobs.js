@@ -4,6 +4,8 @@
 
 import { h, keyed, setText, setAttr } from '../dom.js'
 
+// What a job without a pin is (an upscale or a clip makes a revision, issue 13).
+const KIND_LABEL = { upscale: 'Upscale', animate: 'Clip' }
 const JOB_LABEL = { queued: 'Queued', running: 'Running', done: 'Done', failed: 'Failed', cancelled: 'Cancelled' }
 
 /** Show `jobs` in `ul` (in place), or `emptyText` when there are none. */
@@ -50,7 +52,7 @@ function updateJob (li, app, job) {
   const active = job.status === 'queued' || job.status === 'running'
   setAttr(li, 'class', `job ${job.status}`)
   li.dataset.status = job.status
-  setText(r.pin, pin ? `Pin ${pin.number}` : 'Fix')
+  setText(r.pin, pin ? `Pin ${pin.number}` : KIND_LABEL[job.kind] || 'Fix')
   setAttr(r.badge, 'class', `badge job-${job.status}`)
   setText(r.badge, JOB_LABEL[job.status] || job.status)
   // Steps only once the engine has said how many it takes: the request's own step count

@@ -45,7 +45,7 @@ export function mountLayersPanel (root, app) {
   })
 
   const renderCaption = perFrame(() => {
-    setText(caption, canvasCaption(store, app.state.selectedLayer))
+    setText(caption, canvasCaption(store, app.state.selectedLayer, app.revision()))
     caption.dataset.layer = app.state.selectedLayer || ''
   })
 
@@ -413,6 +413,8 @@ export function mountLayersPanel (root, app) {
   })
   app.on('change:selectedPin', () => renderList())
   app.on('change:compare', () => renderDetail())
+  app.on('change:revision', renderCaption)
+  store.on('revisions', renderCaption)
   setInterval(renderJobs, 30000) // let finished jobs age out of the list
   renderJobs()
   renderList()
@@ -422,6 +424,8 @@ export function mountLayersPanel (root, app) {
 
 /** Start a compare mode; the difference view is computed from the images first. */
 export async function startCompare (app, mode) {
+  // A clip compares its first frame with its source still instead (clip.js).
+  if (app.compareRevision && app.compareRevision(mode)) return
   const layer = app.store.layer(app.state.selectedLayer)
   if (!layer) {
     app.toast('Select a version to compare.')

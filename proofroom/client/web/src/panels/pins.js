@@ -3,7 +3,7 @@
 import { h, replace, ago } from '../dom.js'
 import { perFrame } from '../events.js'
 import { renderText, mentions, attachMentions } from '../mentions.js'
-import { DECISION_LABEL, MAX_TEXT } from '../contract.js'
+import { DECISION_LABEL, MAX_TEXT, ORIGINAL_REVISION } from '../contract.js'
 
 export function mountPinsPanel (root, app) {
   const { store, presence } = app
@@ -57,6 +57,7 @@ export function mountPinsPanel (root, app) {
   }
 
   function visible (pin) {
+    if (!app.onRevision(pin)) return false // pins of the revision shown (revisions.js)
     const f = filter.value
     if (f === 'open') return pin.status === 'open'
     if (f === 'mine') return pin.author === app.me.userId
@@ -65,7 +66,7 @@ export function mountPinsPanel (root, app) {
   }
 
   const renderList = perFrame(() => {
-    const pins = store.pinList()
+    const pins = store.pinList().filter((p) => app.onRevision(p))
     const shown = pins.filter(visible)
     count.textContent = `${shown.length} of ${pins.length}`
     // Rebuilt as a whole: a few hundred rows take a couple of milliseconds.
@@ -77,6 +78,7 @@ export function mountPinsPanel (root, app) {
         onclick: () => app.selectPin(pin.id, { reveal: true })
       },
       h('span', { class: 'pin-n' }, String(pin.number)),
+      pin.frame !== null ? h('span', { class: 'muted pin-frame' }, `f${pin.frame}`) : null,
       h('span', { class: 'pin-row-text' }, pin.text),
       h('span', { class: 'muted' }, pin.thread.length ? `${pin.thread.length} ↩` : ''),
       pin.status === 'resolved' ? h('span', { class: 'badge resolved' }, 'Resolved') : null))))
@@ -100,6 +102,7 @@ export function mountPinsPanel (root, app) {
           : null,
         h('span', { class: `badge ${pin.status}` }, pin.status === 'open' ? 'Open' : 'Resolved')),
       h('p', { class: 'pin-text' }, renderText(pin.text, names, presence.name)),
+      pin.frame !== null ? h('p', { class: 'muted pin-on-frame' }, pin.frames ? `Frames ${pin.frames[0]}–${pin.frames[1]} of the clip` : `On frame ${pin.frame} of the clip`) : null,
       pin.region ? h('p', { class: 'muted' }, `Region ${pin.region[2]}×${pin.region[3]} px at ${pin.region[0]}, ${pin.region[1]}`) : null,
       app.caps.comment && mine ? h('p', { class: 'hint' }, 'Drag its marker on the picture to move this pin.') : null,
       h('div', { class: 'actions' },
@@ -110,8 +113,23 @@ export function mountPinsPanel (root, app) {
             onclick: () => store.setStatus(pin.id, pin.status === 'open' ? 'resolved' : 'open')
           }, pin.status === 'open' ? 'Resolve (R)' : 'Reopen (R)')
           : null,
-        app.caps.edit && pin.status === 'open'
+        app.caps.edit && pin.status === 'open' && pin.revision === ORIGINAL_REVISION
           ? h('button', { type: 'button', onclick: () => app.showTab('fix') }, 'Fix this pin…')
+          : null,
+        // On a clip: the pin can cover frames up to (or back to) the one shown.
+        app.caps.comment && mine && pin.frame !== null
+          ? h('button', {
+            type: 'button',
+            class: 'pin-range',
+            title: 'Make this pin cover the frames from its own to the one shown',
+            onclick: () => {
+              const f = app.state.frame
+              store.setFrames(pin.id, f === pin.frame ? null : [Math.min(f, pin.frame), Math.max(f, pin.frame)])
+            }
+          }, 'Cover to the frame shown')
+          : null,
+        app.caps.comment && mine && pin.frames
+          ? h('button', { type: 'button', class: 'ghost', onclick: () => store.setFrames(pin.id, null) }, 'Only its frame')
           : null,
         h('button', { type: 'button', class: 'ghost', onclick: () => app.view.reveal(pin.region || [pin.x - 1, pin.y - 1, 2, 2]) }, 'Show')))
     if (editing) return // keep the comment being edited as it is
@@ -238,6 +256,7 @@ export function mountPinsPanel (root, app) {
   })
   app.conn.on('state', (s) => { if (s === 'synced' && !primed) noticeMentions() })
   app.on('change:selectedPin', () => { editing = null; renderThread(); renderList() })
+  app.on('change:revision', renderList)
   presence.on('names', () => { renderThread(); renderList() })
   renderList()
   renderThread()
