@@ -148,12 +148,7 @@ class FixJobRunner:
             return await other.started(job)  # type: ignore[no-any-return]
 
         def write(room: Room) -> None:
-            entry = job_entry(room, job)
-            entry[schema.Job.STATUS] = JobStatus.RUNNING.value
-            entry[schema.Job.STARTED_AT] = time.time()
-            entry[schema.Job.POSITION] = 0
-            entry[schema.Job.STEP] = 0
-            entry[schema.Job.ERROR] = None
+            mark_running(job_entry(room, job))
 
         await self.rooms.server_write(job.session_id, write)
         await self.positions.refresh()
@@ -161,21 +156,7 @@ class FixJobRunner:
     async def progress(self, job: Job, step: int, total: int, preview: Any) -> None:
         if (other := self._other(job)) is not None:
             return await other.progress(job, step, total, preview)  # type: ignore[no-any-return]
-        preview_id = None
-        if isinstance(preview, np.ndarray):
-            png = await anyio.to_thread.run_sync(encode_png, preview)
-            # A preview is superseded within a second; losing it in a power cut is fine.
-            preview_id = await self.blobs.put(png, durable=False)
-
-        def write(room: Room) -> None:
-            entry = room.jobs.get(job.id)
-            if isinstance(entry, Map) and entry.get(schema.Job.STATUS) == "running":
-                entry[schema.Job.STEP] = step
-                entry[schema.Job.TOTAL] = total
-                if preview_id is not None:
-                    entry[schema.Job.PREVIEW] = preview_id
-
-        await self.rooms.server_write(job.session_id, write)
+        await write_progress(self.rooms, self.blobs, job, step, total, preview)
 
     async def result(self, job: Job, output: Any) -> tuple[str, dict[str, Any]]:
         if (other := self._other(job)) is not None:
@@ -279,3 +260,33 @@ class FixJobRunner:
                     {"job": job.id, "pin": job.pin_id, "error": job.error},
                 )
             )
+
+
+def mark_running(entry: Map[Any]) -> None:
+    """A job's document entry as its job starts running (any kind)."""
+    entry[schema.Job.STATUS] = JobStatus.RUNNING.value
+    entry[schema.Job.STARTED_AT] = time.time()
+    entry[schema.Job.POSITION] = 0
+    entry[schema.Job.STEP] = 0
+    entry[schema.Job.ERROR] = None
+
+
+async def write_progress(
+    rooms: RoomManager, blobs: BlobStore, job: Job, step: int, total: int, preview: Any
+) -> None:
+    """A running job's step, total and preview (stored as a PNG blob) in its document entry."""
+    preview_id = None
+    if isinstance(preview, np.ndarray):
+        png = await anyio.to_thread.run_sync(encode_png, preview)
+        # A preview is superseded within a second; losing it in a power cut is fine.
+        preview_id = await blobs.put(png, durable=False)
+
+    def write(room: Room) -> None:
+        entry = room.jobs.get(job.id)
+        if isinstance(entry, Map) and entry.get(schema.Job.STATUS) == JobStatus.RUNNING.value:
+            entry[schema.Job.STEP] = step
+            entry[schema.Job.TOTAL] = total
+            if preview_id is not None:
+                entry[schema.Job.PREVIEW] = preview_id
+
+    await rooms.server_write(job.session_id, write)

@@ -50,6 +50,7 @@ from . import events, masks
 from .document import approved_chain, last_approved_layer
 from .fix_request import EngineUnavailable
 from .flatten import flatten_layers
+from .job_runner import mark_running, write_progress
 from .parent_cache import decode_rgb
 from .queue_positions import QueuePositions
 
@@ -597,33 +598,13 @@ class RevisionJobRunner:
 
     async def started(self, job: Job) -> None:
         def write(room: Room) -> None:
-            entry = revision_job_entry(room, job)
-            entry[schema.Job.STATUS] = JobStatus.RUNNING.value
-            entry[schema.Job.STARTED_AT] = time.time()
-            entry[schema.Job.POSITION] = 0
-            entry[schema.Job.STEP] = 0
-            entry[schema.Job.ERROR] = None
+            mark_running(revision_job_entry(room, job))
 
         await self.rooms.server_write(job.session_id, write)
         await self.positions.refresh()
 
     async def progress(self, job: Job, step: int, total: int, preview: Any) -> None:
-        preview_id = None
-        if isinstance(preview, np.ndarray):
-            from .parent_cache import encode_png
-
-            png = await anyio.to_thread.run_sync(encode_png, preview)
-            preview_id = await self.blobs.put(png, durable=False)
-
-        def write(room: Room) -> None:
-            entry = room.jobs.get(job.id)
-            if isinstance(entry, Map) and entry.get(schema.Job.STATUS) == "running":
-                entry[schema.Job.STEP] = step
-                entry[schema.Job.TOTAL] = total
-                if preview_id is not None:
-                    entry[schema.Job.PREVIEW] = preview_id
-
-        await self.rooms.server_write(job.session_id, write)
+        await write_progress(self.rooms, self.blobs, job, step, total, preview)
 
     async def result(self, job: Job, output: Any) -> tuple[str, dict[str, Any]]:
         payload = job.payload
