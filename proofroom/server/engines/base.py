@@ -65,6 +65,14 @@ PARAMETERS = frozenset(
 )
 
 
+def check_crop(image: np.ndarray, mask: np.ndarray) -> None:
+    """EngineError unless ``image`` is HxWx3 uint8 and ``mask`` is its HxW size."""
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise EngineError(f"expected an HxWx3 uint8 image, not {image.dtype} {image.shape}")
+    if mask.shape != image.shape[:2]:
+        raise EngineError(f"the mask {mask.shape} does not match the image {image.shape}")
+
+
 class Engine(ABC):
     """An edit engine: changes the masked part of a picture. Used from one thread at a time.
 

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 import cv2
 import numpy as np
 
-from .base import Engine, EngineError, InpaintParams, ProgressFn
+from .base import Engine, EngineError, InpaintParams, ProgressFn, check_crop
 
 #: Method name -> (library function, flag name); ``xphoto`` needs opencv-contrib.
 METHODS = {
@@ -80,10 +80,7 @@ class ClassicalEngine(Engine):
         progress: ProgressFn,
     ) -> np.ndarray:
         """Fill ``mask`` of ``image`` in one step (OpenCV offers no intermediate results)."""
-        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-            raise EngineError(f"expected an HxWx3 uint8 image, not {image.dtype} {image.shape}")
-        if mask.shape != image.shape[:2]:
-            raise EngineError(f"the mask {mask.shape} does not match the image {image.shape}")
+        check_crop(image, mask)
         bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
         if self._xphoto:
             out = self._fsr(bgr, mask)

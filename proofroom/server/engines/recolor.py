@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 from PIL import ImageColor
 
-from .base import Engine, EngineError, InpaintParams, ProgressFn
+from .base import Engine, EngineError, InpaintParams, ProgressFn, check_crop
 
 #: How far the object's mean lightness moves towards the target's (0: not at all, 1: all the
 #: way). Half keeps a dark jacket recognisably the same jacket while a "white" or "black"
@@ -223,10 +223,7 @@ class RecolorEngine(Engine):
         progress: ProgressFn,
     ) -> np.ndarray:
         """Recolour ``mask`` of ``image`` to ``params.color`` (or the colour in the prompt)."""
-        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-            raise EngineError(f"expected an HxWx3 uint8 image, not {image.dtype} {image.shape}")
-        if mask.shape != image.shape[:2]:
-            raise EngineError(f"the mask {mask.shape} does not match the image {image.shape}")
+        check_crop(image, mask)
         color = params.color or color_from_prompt(params.prompt)
         if color is None:
             raise EngineError("the recolor engine needs a colour (color, or one in the prompt)")

@@ -242,12 +242,7 @@ class FixJobRunner:
             return await other.stopped(job)  # type: ignore[no-any-return]
 
         def write(room: Room) -> None:
-            entry = job_entry(room, job)
-            entry[schema.Job.STATUS] = job.status.value
-            entry[schema.Job.ERROR] = job.error if job.status is JobStatus.FAILED else None
-            entry[schema.Job.FINISHED_AT] = job.finished_at
-            if job.status is JobStatus.QUEUED:
-                entry[schema.Job.STEP] = 0
+            mark_stopped(job_entry(room, job), job)
 
         await self.rooms.server_write(job.session_id, write)
         await self.positions.refresh()
@@ -269,6 +264,15 @@ def mark_running(entry: Map[Any]) -> None:
     entry[schema.Job.POSITION] = 0
     entry[schema.Job.STEP] = 0
     entry[schema.Job.ERROR] = None
+
+
+def mark_stopped(entry: Map[Any], job: Job) -> None:
+    """A job's document entry once its job stopped: done, failed, cancelled or requeued."""
+    entry[schema.Job.STATUS] = job.status.value
+    entry[schema.Job.ERROR] = job.error if job.status is JobStatus.FAILED else None
+    entry[schema.Job.FINISHED_AT] = job.finished_at
+    if job.status is JobStatus.QUEUED:
+        entry[schema.Job.STEP] = 0
 
 
 async def write_progress(

@@ -41,7 +41,7 @@ from ..store.records import Records
 from . import events, masks
 from .document import approved_chain
 from .flatten import flatten_layers
-from .job_runner import mark_running, write_progress
+from .job_runner import mark_running, mark_stopped, write_progress
 from .parent_cache import decode_rgb
 from .queue_positions import QueuePositions
 from .revision_document import (
@@ -308,12 +308,7 @@ class RevisionJobRunner:
 
     async def stopped(self, job: Job) -> None:
         def write(room: Room) -> None:
-            entry = revision_job_entry(room, job)
-            entry[schema.Job.STATUS] = job.status.value
-            entry[schema.Job.ERROR] = job.error if job.status is JobStatus.FAILED else None
-            entry[schema.Job.FINISHED_AT] = job.finished_at
-            if job.status is JobStatus.QUEUED:
-                entry[schema.Job.STEP] = 0
+            mark_stopped(revision_job_entry(room, job), job)
 
         await self.rooms.server_write(job.session_id, write)
         await self.positions.refresh()
